@@ -1,0 +1,74 @@
+package links
+
+import (
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"testing"
+)
+
+func FuzzVerify(f *testing.F) {
+	k := newTestKeyring(f, 1, 1, 2)
+	for _, c := range []Code{{}, {Campaign: 1, Inviter: 2, Variant: 3}, {Campaign: 0xffff, Inviter: 0xffffffff, Variant: 7}} {
+		f.Add(mustCode(f, k, c))
+	}
+	for _, s := range []string{"", "0000000000000000", "zzzzzzzzzzzzzzzz", "000000000000000", "000000000000000-", "00000000000000é"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		c, err := k.Verify(in, testNow)
+		p, perr := Peek(in)
+		if (perr == nil) != !errors.Is(err, ErrMalformed) {
+			t.Fatalf("Peek err %v disagrees with Verify err %v", perr, err)
+		}
+		if perr == nil {
+			v, ok := parseValue(in)
+			if !ok || !bytes.Equal(appendValue(nil, v), in) {
+				t.Fatalf("parse/encode round trip of %q failed", in)
+			}
+		}
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrForged) {
+				t.Fatalf("unexpected error %v", err)
+			}
+			return
+		}
+		if p.Campaign != c.Campaign || p.Inviter != c.Inviter || p.Variant != c.Variant || p.Gen != c.Gen&3 {
+			t.Fatalf("Peek %+v disagrees with Verify %+v", p, c)
+		}
+		if c.Gen == k.Current() {
+			if re := mustCode(t, k, c); !bytes.Equal(re, in) {
+				t.Fatalf("re-issued %q, want %q", re, in)
+			}
+		}
+	})
+}
+
+func FuzzVerifyClick(f *testing.F) {
+	k := newTestKeyring(f, 1, 1, 2)
+	for _, c := range testClicks() {
+		f.Add(mustClick(f, k, c))
+	}
+	good := mustClick(f, k, testClicks()[0])
+	raw, _ := base64.RawURLEncoding.DecodeString(string(good))
+	f.Add([]byte(""))
+	f.Add(good[:len(good)-1])
+	f.Add(append(bytes.Clone(good), 'A'))
+	f.Add([]byte(base64.URLEncoding.EncodeToString(raw)))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		c, err := k.VerifyClick(in, testNow)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrForged) {
+				t.Fatalf("unexpected error %v", err)
+			}
+			return
+		}
+		re, err := k.AppendClickToken(nil, c)
+		if err != nil {
+			t.Fatalf("re-sign %+v: %v", c, err)
+		}
+		if !bytes.Equal(re, in) {
+			t.Fatalf("re-signed %q, want %q", re, in)
+		}
+	})
+}
