@@ -37,7 +37,8 @@ func TestConcurrentReads(t *testing.T) {
 			}
 		}()
 	}
-	var snaps [][]byte
+	var snaps [][]byte // owned by the snapshot goroutine until wg.Wait
+	var nsnaps atomic.Int64
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -48,6 +49,7 @@ func TestConcurrentReads(t *testing.T) {
 				return
 			}
 			snaps = append(snaps, b.Bytes())
+			nsnaps.Add(1)
 		}
 	}()
 	at := t0.Add(time.Minute)
@@ -58,8 +60,8 @@ func TestConcurrentReads(t *testing.T) {
 			EncodeRegister(Register{ID: fmt.Sprint("r", i), Campaign: "c", InviterNumber: uint32(i%5 + 1), Invitee: fmt.Sprint("v", i), AckAt: at}),
 		})
 	}
-	// Bounded wait for the readers to have run at all.
-	for deadline := time.Now().Add(5 * time.Second); reads.Load() == 0 && time.Now().Before(deadline); {
+	// Bounded wait for the readers and the snapshotter to have run at all.
+	for deadline := time.Now().Add(5 * time.Second); (reads.Load() == 0 || nsnaps.Load() == 0) && time.Now().Before(deadline); {
 		time.Sleep(time.Millisecond)
 	}
 	stop.Store(true)
