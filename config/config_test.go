@@ -1,0 +1,146 @@
+package config
+
+import (
+	"encoding/base64"
+	"errors"
+	"strings"
+	"testing"
+)
+
+func validYAML() string {
+	key := base64.StdEncoding.EncodeToString([]byte(strings.Repeat("k", 32)))
+	return `
+name: fra-1
+region: eu-central
+lat: 50.11
+lon: 8.68
+listen: 127.0.0.1:8082
+tokens:
+  - {token: admin-token-0123456789, role: admin}
+  - {token: platform-token-0123456789, role: platform}
+secrets:
+  - {gen: 1, key: ` + key + `}
+trusted_proxies: [127.0.0.1/32, 10.0.0.0/8]
+`
+}
+
+func TestParseValidate(t *testing.T) {
+	cfg, err := Parse(strings.NewReader(validYAML()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.PublicURL != "http://127.0.0.1:8082" {
+		t.Errorf("public_url default = %q", cfg.PublicURL)
+	}
+	if cfg.Profile != "lan" || cfg.Routing.Mode != "local" {
+		t.Errorf("defaults not applied: %+v", cfg)
+	}
+	r, err := cfg.Resolve()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Tokens["admin-token-0123456789"] != RoleAdmin || len(r.Secrets) != 1 {
+		t.Errorf("resolve: %+v", r)
+	}
+}
+
+func TestValidateNamesFieldAndValue(t *testing.T) {
+	tests := []struct {
+		name, edit, field, value string
+	}{
+		{"bad name", "name: Fra_1", "name", "Fra_1"},
+		{"bad lat", "lat: 91", "lat", "91"},
+		{"bad profile", "profile: moon", "profile", "moon"},
+		{"bad proxy", "trusted_proxies: [10.0.0.0/33]", "trusted_proxies", "10.0.0.0/33"},
+		{"bad listen", "listen: nope", "listen", "nope"},
+		{"bad url", "public_url: ftp://x", "public_url", "ftp://x"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			key, _, _ := strings.Cut(tt.edit, ":")
+			var lines []string
+			for _, l := range strings.Split(validYAML(), "\n") {
+				if !strings.HasPrefix(l, key+":") {
+					lines = append(lines, l)
+				}
+			}
+			cfg, err := Parse(strings.NewReader(strings.Join(lines, "\n") + tt.edit + "\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = cfg.Validate()
+			var ce *Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("Validate() = %v, want *Error", err)
+			}
+			if ce.Field != tt.field || ce.Value != tt.value {
+				t.Errorf("got field %q value %q, want %q %q (%v)", ce.Field, ce.Value, tt.field, tt.value, err)
+			}
+			if !strings.Contains(err.Error(), tt.field) {
+				t.Errorf("message %q does not name the field", err)
+			}
+		})
+	}
+}
+
+func TestBadRole(t *testing.T) {
+	cfg, err := Parse(strings.NewReader(strings.Replace(validYAML(), "role: admin", "role: root", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ce *Error
+	if err := cfg.Validate(); !errors.As(err, &ce) || ce.Field != "tokens[0].role" || ce.Value != "root" {
+		t.Fatalf("Validate() = %v", err)
+	}
+}
+
+func TestUnknownKeyRejected(t *testing.T) {
+	_, err := Parse(strings.NewReader(validYAML() + "colour: blue\n"))
+	if err == nil || !strings.Contains(err.Error(), "colour") {
+		t.Fatalf("Parse() = %v, want an error naming the key", err)
+	}
+}
+
+func TestEnvOverrides(t *testing.T) {
+	cfg, err := Parse(strings.NewReader(validYAML()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = cfg.ApplyEnv([]string{"REFROUTER_NAME=iad-1", "REFROUTER_SEEDS=a:1, b:2", "REFROUTER_VOTER=false", "REFROUTER_LAT=38.95", "PATH=/bin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Name != "iad-1" || len(cfg.Seeds) != 2 || cfg.Seeds[1] != "b:2" || cfg.Voter || cfg.Lat != 38.95 {
+		t.Errorf("env not applied: %+v", cfg)
+	}
+	if err := cfg.ApplyEnv([]string{"REFROUTER_LAT=north"}); err == nil || !strings.Contains(err.Error(), "REFROUTER_LAT") {
+		t.Errorf("bad env value: %v", err)
+	}
+	if err := cfg.Set("nope", "1"); err == nil {
+		t.Error("unknown key accepted")
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add(validYAML())
+	f.Add("name: [")
+	f.Add("tokens: {a: 1}")
+	f.Add("lat: .nan\nlon: .inf")
+	f.Fuzz(func(t *testing.T, s string) {
+		cfg, err := Parse(strings.NewReader(s))
+		if err != nil {
+			return
+		}
+		if err := cfg.Validate(); err == nil {
+			if cfg.Lat != cfg.Lat || cfg.Lat < -90 || cfg.Lat > 90 {
+				t.Fatalf("validated a bad lat %v", cfg.Lat)
+			}
+			if !nameRE.MatchString(cfg.Name) {
+				t.Fatalf("validated a bad name %q", cfg.Name)
+			}
+		}
+	})
+}
