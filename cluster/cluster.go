@@ -1,0 +1,910 @@
+package cluster
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/raft"
+	wal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/metadb"
+)
+
+// Sentinel errors.
+var (
+	// ErrShutdown is returned by calls on a Cluster that is shut down.
+	ErrShutdown = errors.New("cluster: shut down")
+	// ErrNotStarted is returned by calls that need Start first.
+	ErrNotStarted = errors.New("cluster: not started")
+	// ErrNoLeader is the cause of an Apply that gave up while no leader was known.
+	ErrNoLeader = errors.New("cluster: no leader")
+)
+
+// Member is one node as seen through gossip.
+type Member struct {
+	Meta
+	State      string `json:"state"` // alive, dead or left
+	GossipAddr string `json:"gossip_addr"`
+}
+
+// Member states.
+const (
+	StateAlive = "alive"
+	StateDead  = "dead"
+	StateLeft  = "left"
+)
+
+type memberEntry struct {
+	m       Member
+	since   time.Time // of the last state change
+	leaving bool      // its last meta announced a graceful leave
+}
+
+// Cluster is one node's membership and raft replica. Create it with New,
+// then Start; Shutdown releases everything. All methods are safe for
+// concurrent use.
+type Cluster struct {
+	cfg   Config
+	log   *slog.Logger
+	fsm   *fsmAdapter
+	count *Counters
+	d     dialer
+
+	ctx    context.Context // canceled by Shutdown
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	startOnce sync.Once
+	started   atomic.Bool
+	stopOnce  sync.Once
+	stopErr   error
+
+	// Set by Start, read-only afterwards.
+	ml       *memberlist.Memberlist
+	keyring  *memberlist.Keyring
+	raft     *raft.Raft
+	trans    *raft.NetworkTransport
+	wal      *wal.WAL
+	walMeta  *metadb.BoltMetaDB // closed by us: WAL.Close leaves it open (raft-wal v0.4.0)
+	gossip   string             // advertised gossip address
+	mux      *mux
+	batch    *batcher
+	fwd      *forwarder
+	observer *raft.Observer
+	metrics  *metrics
+
+	reconcileMu sync.Mutex // one reconcile at a time
+
+	mu       sync.Mutex
+	meta     Meta
+	metaB    []byte
+	leaving  bool
+	members  map[string]*memberEntry
+	subs     map[int]chan struct{}
+	nextSub  int
+	kick     chan struct{} // wakes the meta and reconcile loops
+	joinedCh chan struct{}
+}
+
+// New validates cfg and returns an unstarted Cluster around fsm.
+func New(cfg Config, fsm FSM) (*Cluster, error) {
+	if fsm == nil {
+		return nil, cfgErr("fsm", "nil", "required")
+	}
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	meta := Meta{
+		Name: cfg.Name, Region: cfg.Region, Lat: cfg.Lat, Lon: cfg.Lon, PublicURL: cfg.PublicURL,
+		ClusterAddr: cfg.ClusterAddr, Voter: cfg.Voter, Role: RoleFollower, Version: cfg.Version,
+	}
+	if cfg.AdvertiseCluster != "" {
+		meta.ClusterAddr = cfg.AdvertiseCluster
+	}
+	// Ports may still be 0; check with a full-length port.
+	worst := meta
+	if h, _, err := net.SplitHostPort(worst.ClusterAddr); err == nil {
+		worst.ClusterAddr = net.JoinHostPort(h, "65535")
+	}
+	if err := checkMetaWorstCase(worst); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	log := cfg.Logger.With("node", cfg.Name)
+	c := &Cluster{
+		cfg:      cfg,
+		log:      log,
+		fsm:      newFSMAdapter(fsm, cfg.DedupWindow, log),
+		count:    newCounters(cfg.Name),
+		d:        dialer{key: cfg.ClusterKey, tls: cfg.TLS},
+		ctx:      ctx,
+		cancel:   cancel,
+		meta:     meta,
+		members:  make(map[string]*memberEntry),
+		subs:     make(map[int]chan struct{}),
+		kick:     make(chan struct{}, 1),
+		joinedCh: make(chan struct{}),
+	}
+	c.metrics = newMetrics(c)
+	return c, nil
+}
+
+// Start opens the stores and listeners, starts raft and memberlist and the
+// background loops (join, bootstrap, reconcile, metadata). ctx bounds only
+// the start itself; the loops run until Shutdown. Start may be called once;
+// on error the caller should still call Shutdown.
+func (c *Cluster) Start(ctx context.Context) error {
+	err := ErrShutdown
+	c.startOnce.Do(func() {
+		if c.ctx.Err() != nil {
+			return
+		}
+		err = c.start(ctx)
+	})
+	return err
+}
+
+func (c *Cluster) start(ctx context.Context) error {
+	cfg := c.cfg
+	walDir := filepath.Join(cfg.DataDir, "raft-wal")
+	if err := os.MkdirAll(walDir, 0o700); err != nil {
+		return fmt.Errorf("create raft dir %q: %w", walDir, err)
+	}
+	ln, err := net.Listen("tcp", cfg.ClusterAddr)
+	if err != nil {
+		return fmt.Errorf("listen cluster %q: %w", cfg.ClusterAddr, err)
+	}
+	advertise := cfg.AdvertiseCluster
+	if advertise == "" {
+		advertise = ln.Addr().String()
+	}
+	advAddr, err := net.ResolveTCPAddr("tcp", advertise)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("resolve advertised cluster address %q: %w", advertise, err)
+	}
+	if cfg.TLS != nil {
+		ln = tls.NewListener(ln, cfg.TLS)
+	}
+	c.mux = newMux(ln, cfg.ClusterKey, c.log)
+	c.mux.handlers[kindForward] = c.serveForward
+	c.mux.handlers[kindStatus] = c.serveStatus
+	c.fwd = newForwarder(c.d, cfg.MaxBatch, c.log)
+
+	c.walMeta = &metadb.BoltMetaDB{}
+	c.wal, err = wal.Open(walDir, wal.WithLogger(newHCLogger(c.log, "raft-wal")), wal.WithMetaStore(c.walMeta))
+	if err != nil {
+		c.walMeta.Close()
+		c.walMeta = nil
+		c.mux.close()
+		return fmt.Errorf("open raft wal %q: %w", walDir, err)
+	}
+	logs, err := raft.NewLogCache(1024, c.wal)
+	if err != nil {
+		return fmt.Errorf("raft log cache: %w", err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, newHCLogger(c.log, "raft-snap"))
+	if err != nil {
+		c.mux.close()
+		return fmt.Errorf("open snapshot store %q: %w", cfg.DataDir, err)
+	}
+	stream := &raftStream{m: c.mux, d: c.d, advertise: advAddr, closed: make(chan struct{})}
+	c.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		ServerAddressProvider: addrProvider{c},
+		Logger:                newHCLogger(c.log, "raft-net"),
+		Stream:                stream,
+		MaxPool:               3,
+		Timeout:               10 * time.Second,
+	})
+	hasState, err := raft.HasExistingState(logs, c.wal, snaps)
+	if err != nil {
+		c.mux.close()
+		return fmt.Errorf("check raft state: %w", err)
+	}
+	rc := raftConfig(cfg)
+	rc.Logger = newHCLogger(c.log, "raft")
+	c.mux.start()
+	c.raft, err = raft.NewRaft(rc, c.fsm, logs, c.wal, snaps, c.trans)
+	if err != nil {
+		c.mux.close()
+		return fmt.Errorf("start raft: %w", err)
+	}
+	c.batch = newBatcher(c.raft, cfg.MaxBatch, cfg.MaxBatchDelay, cfg.ApplyTimeout, c.metrics.batch.Observe)
+	c.batch.start()
+
+	obsCh := make(chan raft.Observation, 16)
+	c.observer = raft.NewObserver(obsCh, false, func(o *raft.Observation) bool {
+		switch o.Data.(type) {
+		case raft.LeaderObservation, raft.RaftState:
+			return true
+		}
+		return false
+	})
+	c.raft.RegisterObserver(c.observer)
+	c.goLoop(func() {
+		for {
+			select {
+			case <-obsCh:
+				c.wake()
+				c.notifySubs()
+			case <-c.ctx.Done():
+				return
+			}
+		}
+	})
+
+	c.mu.Lock()
+	c.meta.ClusterAddr = advertise
+	c.meta.HasState = hasState
+	c.metaB, err = encodeMeta(c.meta)
+	c.mu.Unlock()
+	if err != nil {
+		return err
+	}
+
+	if err := c.startMemberlist(); err != nil {
+		return err
+	}
+	if err := c.metrics.register(cfg.Registerer); err != nil {
+		return err
+	}
+	c.started.Store(true)
+	c.goLoop(c.joinLoop)
+	if cfg.BootstrapExpect > 0 && !hasState {
+		c.goLoop(c.bootstrapLoop)
+	}
+	c.goLoop(c.reconcileLoop)
+	c.goLoop(c.metaLoop)
+	c.log.Info("cluster started", "cluster_addr", advertise, "gossip_addr", c.gossipAddr(), "profile", cfg.Profile, "raft_state", hasState)
+	return nil
+}
+
+func (c *Cluster) goLoop(f func()) {
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		f()
+	}()
+}
+
+func (c *Cluster) startMemberlist() error {
+	cfg := c.cfg
+	mc := memberlistConfig(cfg.Profile)
+	mc.Name = cfg.Name
+	host, port, err := net.SplitHostPort(cfg.GossipAddr)
+	if err != nil {
+		return fmt.Errorf("gossip address %q: %w", cfg.GossipAddr, err)
+	}
+	mc.BindAddr = host
+	mc.BindPort, _ = strconv.Atoi(port)
+	mc.AdvertisePort = mc.BindPort
+	if cfg.AdvertiseGossip != "" {
+		ah, ap, err := net.SplitHostPort(cfg.AdvertiseGossip)
+		if err != nil {
+			return fmt.Errorf("advertise gossip address %q: %w", cfg.AdvertiseGossip, err)
+		}
+		mc.AdvertiseAddr = ah
+		mc.AdvertisePort, _ = strconv.Atoi(ap)
+	}
+	if len(cfg.GossipKeys) > 0 {
+		kr, err := memberlist.NewKeyring(cfg.GossipKeys, cfg.GossipKeys[0])
+		if err != nil {
+			return fmt.Errorf("gossip keyring: %w", err)
+		}
+		c.keyring = kr
+		mc.Keyring = kr
+		mc.GossipVerifyIncoming = true
+		mc.GossipVerifyOutgoing = true
+	}
+	mc.Label = cfg.Label
+	mc.Delegate = delegate{c}
+	mc.Events = delegate{c}
+	mc.Logger = newStdLogger(c.log, "memberlist")
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		return fmt.Errorf("start memberlist on %q: %w", cfg.GossipAddr, err)
+	}
+	c.ml = ml
+	// LocalNode points into memberlist's state; read it once, before any
+	// metadata update can write it.
+	n := ml.LocalNode()
+	c.gossip = net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
+	return nil
+}
+
+func (c *Cluster) gossipAddr() string { return c.gossip }
+
+// GossipAddr returns the address memberlist advertises (useful with port 0).
+func (c *Cluster) GossipAddr() string {
+	if !c.started.Load() {
+		return ""
+	}
+	return c.gossipAddr()
+}
+
+// ClusterAddr returns the advertised cluster address (useful with port 0).
+func (c *Cluster) ClusterAddr() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.meta.ClusterAddr
+}
+
+// Name returns the node name.
+func (c *Cluster) Name() string { return c.cfg.Name }
+
+func (c *Cluster) wake() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (c *Cluster) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-c.ctx.Done():
+		return false
+	}
+}
+
+// joinLoop joins the seeds, retrying with backoff until one answers.
+func (c *Cluster) joinLoop() {
+	defer close(c.joinedCh)
+	var seeds []string
+	self := c.gossipAddr()
+	for _, s := range c.cfg.Seeds {
+		if s != self && s != c.cfg.GossipAddr {
+			seeds = append(seeds, s)
+		}
+	}
+	if len(seeds) == 0 {
+		return
+	}
+	backoff := 100 * time.Millisecond
+	for {
+		n, err := c.ml.Join(seeds)
+		if n > 0 {
+			c.log.Info("cluster joined", "contacted", n)
+			return
+		}
+		c.log.Warn("cluster join", "seeds", seeds, "err", err, "retry_in", backoff)
+		if !c.sleep(backoff) {
+			return
+		}
+		backoff = min(2*backoff, 10*time.Second)
+	}
+}
+
+// bootstrapLoop bootstraps raft once gossip shows BootstrapExpect voters and
+// this node has the lowest name among them.
+func (c *Cluster) bootstrapLoop() {
+	for {
+		if c.raft.LastIndex() > 0 {
+			return
+		}
+		var voters []Member
+		existing := false
+		for _, m := range c.Members() {
+			if m.State != StateAlive {
+				continue
+			}
+			if m.HasState && m.Name != c.cfg.Name {
+				existing = true
+			}
+			if m.Voter && m.ClusterAddr != "" {
+				voters = append(voters, m)
+			}
+		}
+		if existing {
+			c.log.Info("cluster: a member already has raft state; waiting to be added")
+			return
+		}
+		if len(voters) >= c.cfg.BootstrapExpect {
+			sort.Slice(voters, func(i, j int) bool { return voters[i].Name < voters[j].Name })
+			if voters[0].Name != c.cfg.Name {
+				return // the lowest name bootstraps; the leader adds us
+			}
+			var conf raft.Configuration
+			for _, m := range voters {
+				conf.Servers = append(conf.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(m.Name), Address: raft.ServerAddress(m.ClusterAddr)})
+			}
+			err := c.raft.BootstrapCluster(conf).Error()
+			if err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+				c.log.Error("cluster bootstrap", "err", err)
+			} else {
+				c.log.Info("cluster bootstrapped", "voters", len(voters))
+			}
+			c.wake()
+			return
+		}
+		if !c.sleep(c.cfg.ReconcileInterval / 2) {
+			return
+		}
+	}
+}
+
+// addrProvider resolves raft server IDs to cluster addresses through gossip,
+// so a node that comes back on a new address stays reachable.
+type addrProvider struct{ c *Cluster }
+
+// ServerAddr implements raft.ServerAddressProvider.
+func (p addrProvider) ServerAddr(id raft.ServerID) (raft.ServerAddress, error) {
+	p.c.mu.Lock()
+	defer p.c.mu.Unlock()
+	if string(id) == p.c.cfg.Name {
+		return raft.ServerAddress(p.c.meta.ClusterAddr), nil
+	}
+	if e := p.c.members[string(id)]; e != nil && e.m.ClusterAddr != "" {
+		return raft.ServerAddress(e.m.ClusterAddr), nil
+	}
+	return "", fmt.Errorf("cluster: no gossiped address for %q", id)
+}
+
+// Members returns every member gossip knows, sorted by name, with decoded
+// metadata. The slice is the caller's.
+func (c *Cluster) Members() []Member {
+	c.mu.Lock()
+	out := make([]Member, 0, len(c.members))
+	for _, e := range c.members {
+		m := e.m
+		if m.Name == c.cfg.Name {
+			m.Meta = c.meta
+		}
+		out = append(out, m)
+	}
+	c.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Leader returns the raft leader's name, if one is known.
+func (c *Cluster) Leader() (string, bool) {
+	if !c.started.Load() {
+		return "", false
+	}
+	_, id := c.raft.LeaderWithID()
+	return string(id), id != ""
+}
+
+// IsLeader reports whether this node is the raft leader.
+func (c *Cluster) IsLeader() bool {
+	return c.started.Load() && c.raft.State() == raft.Leader
+}
+
+// WaitLeader blocks until a leader is known or ctx is done.
+func (c *Cluster) WaitLeader(ctx context.Context) error {
+	for {
+		if _, ok := c.Leader(); ok {
+			return nil
+		}
+		t := time.NewTimer(20 * time.Millisecond)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("wait for leader: %w", ctx.Err())
+		case <-c.ctx.Done():
+			t.Stop()
+			return ErrShutdown
+		}
+	}
+}
+
+// Apply replicates cmd and returns the FSM's result once the entry is
+// applied on the leader. On a follower the command is forwarded to the
+// leader. It retries across leadership changes until ctx is done; the command
+// keeps its id, so it is applied at most once (within Config.DedupWindow).
+func (c *Cluster) Apply(ctx context.Context, cmd []byte) ([]byte, error) {
+	res, _, err := c.ApplyIndex(ctx, cmd)
+	return res, err
+}
+
+// ApplyIndex is Apply that also returns the raft index the command was
+// applied at; pass it to WaitIndex for read-your-writes on this node.
+func (c *Cluster) ApplyIndex(ctx context.Context, cmd []byte) ([]byte, uint64, error) {
+	var id cmdID
+	if _, err := rand.Read(id[:]); err != nil {
+		return nil, 0, fmt.Errorf("command id: %w", err)
+	}
+	o, err := c.applyID(ctx, id, cmd)
+	return o.result, o.index, err
+}
+
+func (c *Cluster) applyID(ctx context.Context, id cmdID, cmd []byte) (outcome, error) {
+	if !c.started.Load() {
+		return outcome{}, ErrNotStarted
+	}
+	backoff := 5 * time.Millisecond
+	var lastErr error
+	for {
+		if c.ctx.Err() != nil {
+			return outcome{}, ErrShutdown
+		}
+		actx, cancel := context.WithTimeout(ctx, c.cfg.ApplyTimeout)
+		var o outcome
+		var err error
+		if c.raft.State() == raft.Leader {
+			o, err = c.batch.submit(actx, id, cmd)
+		} else if addr, lid := c.raft.LeaderWithID(); lid != "" {
+			if a, aerr := (addrProvider{c}).ServerAddr(lid); aerr == nil {
+				addr = a
+			}
+			c.metrics.forwarded.Inc()
+			o, err = c.fwd.call(actx, string(addr), id, cmd)
+		} else {
+			err = ErrNoLeader
+		}
+		cancel()
+		if err == nil {
+			return o, nil
+		}
+		if errors.Is(err, ErrShutdown) {
+			return outcome{}, err
+		}
+		lastErr = err
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return outcome{}, fmt.Errorf("apply: %w (last error: %v)", ctx.Err(), lastErr)
+		case <-c.ctx.Done():
+			t.Stop()
+			return outcome{}, ErrShutdown
+		}
+		backoff = min(2*backoff, 500*time.Millisecond)
+	}
+}
+
+// WaitIndex returns once this node's FSM has applied the command at index
+// (or a later one), or ctx is done.
+func (c *Cluster) WaitIndex(ctx context.Context, index uint64) error {
+	return c.fsm.waitIndex(ctx, index)
+}
+
+// AppliedIndex returns the index of the last command this node's FSM applied.
+func (c *Cluster) AppliedIndex() uint64 { return c.fsm.appliedIndex() }
+
+// Barrier waits until every entry committed before the call is applied on
+// the leader; it fails on a follower (raft.ErrNotLeader).
+func (c *Cluster) Barrier(ctx context.Context) error {
+	if !c.started.Load() {
+		return ErrNotStarted
+	}
+	timeout := c.cfg.ApplyTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+	}
+	if err := c.raft.Barrier(timeout).Error(); err != nil {
+		return fmt.Errorf("raft barrier: %w", err)
+	}
+	return nil
+}
+
+// SetLoad sets the gossiped load figure; the metadata loop publishes it.
+func (c *Cluster) SetLoad(load float64) {
+	c.mu.Lock()
+	c.meta.Load = load
+	c.mu.Unlock()
+	c.wake()
+}
+
+// Counters returns this node's gossiped counters.
+func (c *Cluster) Counters() *Counters { return c.count }
+
+// Subscribe returns a channel that receives a value (coalesced) after every
+// membership or leadership change, and a func that cancels the subscription.
+// The channel is never closed.
+func (c *Cluster) Subscribe() (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	c.mu.Lock()
+	id := c.nextSub
+	c.nextSub++
+	c.subs[id] = ch
+	c.mu.Unlock()
+	return ch, func() {
+		c.mu.Lock()
+		delete(c.subs, id)
+		c.mu.Unlock()
+	}
+}
+
+func (c *Cluster) notifySubs() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, ch := range c.subs {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// InstallKey adds a gossip encryption key on this node (rotation step 1, on
+// every node).
+func (c *Cluster) InstallKey(key []byte) error {
+	if c.keyring == nil {
+		return errors.New("cluster: gossip encryption is not enabled")
+	}
+	if err := c.keyring.AddKey(key); err != nil {
+		return fmt.Errorf("install gossip key: %w", err)
+	}
+	return nil
+}
+
+// UseKey makes an installed key primary on this node (rotation step 2).
+func (c *Cluster) UseKey(key []byte) error {
+	if c.keyring == nil {
+		return errors.New("cluster: gossip encryption is not enabled")
+	}
+	if err := c.keyring.UseKey(key); err != nil {
+		return fmt.Errorf("use gossip key: %w", err)
+	}
+	return nil
+}
+
+// RemoveKey removes a non-primary key from this node (rotation step 3).
+func (c *Cluster) RemoveKey(key []byte) error {
+	if c.keyring == nil {
+		return errors.New("cluster: gossip encryption is not enabled")
+	}
+	if err := c.keyring.RemoveKey(key); err != nil {
+		return fmt.Errorf("remove gossip key: %w", err)
+	}
+	return nil
+}
+
+// role computes this node's raft role.
+func (c *Cluster) role() (string, bool) {
+	hasState := c.raft.LastIndex() > 0
+	switch c.raft.State() {
+	case raft.Leader:
+		return RoleLeader, hasState
+	case raft.Candidate:
+		return RoleCandidate, hasState
+	}
+	f := c.raft.GetConfiguration()
+	if f.Error() == nil {
+		for _, s := range f.Configuration().Servers {
+			if string(s.ID) == c.cfg.Name {
+				if s.Suffrage != raft.Voter {
+					return RoleNonvoter, hasState
+				}
+				return RoleFollower, hasState
+			}
+		}
+	}
+	if !c.cfg.Voter {
+		return RoleNonvoter, hasState
+	}
+	return RoleFollower, hasState
+}
+
+// metaLoop republishes this node's metadata when its role, state or load
+// changes.
+func (c *Cluster) metaLoop() {
+	tick := time.NewTicker(c.cfg.ReconcileInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+		case <-c.kick:
+		case <-c.ctx.Done():
+			return
+		}
+		role, hasState := c.role()
+		c.mu.Lock()
+		if c.leaving {
+			c.mu.Unlock()
+			return
+		}
+		prev := c.meta
+		c.meta.Role = role
+		c.meta.HasState = c.meta.HasState || hasState
+		changed := prev != c.meta
+		if changed {
+			b, err := encodeMeta(c.meta)
+			if err != nil {
+				c.log.Error("cluster: metadata update", "err", err)
+				c.meta = prev
+				changed = false
+			} else {
+				c.metaB = b
+			}
+		}
+		c.mu.Unlock()
+		if changed {
+			if err := c.ml.UpdateNode(time.Second); err != nil {
+				c.log.Warn("cluster: publish metadata", "err", err)
+			}
+			c.notifySubs()
+		}
+		c.reconcile()
+	}
+}
+
+func (c *Cluster) reconcileLoop() {
+	tick := time.NewTicker(c.cfg.ReconcileInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+			c.reconcile()
+		case <-c.ctx.Done():
+			return
+		}
+	}
+}
+
+// reconcile makes the raft configuration follow gossip; only the leader acts.
+func (c *Cluster) reconcile() {
+	if c.raft.State() != raft.Leader || c.ctx.Err() != nil {
+		return
+	}
+	if !c.reconcileMu.TryLock() {
+		return
+	}
+	defer c.reconcileMu.Unlock()
+	f := c.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return
+	}
+	inCfg := make(map[string]raft.Server)
+	for _, s := range f.Configuration().Servers {
+		inCfg[string(s.ID)] = s
+	}
+	type entry struct {
+		m       Member
+		since   time.Time
+		leaving bool
+	}
+	c.mu.Lock()
+	ms := make(map[string]entry, len(c.members))
+	for n, e := range c.members {
+		ms[n] = entry{e.m, e.since, e.leaving}
+	}
+	c.mu.Unlock()
+	const timeout = 5 * time.Second
+	for name, e := range ms {
+		if name == c.cfg.Name || e.m.State != StateAlive || e.m.ClusterAddr == "" || e.leaving {
+			continue
+		}
+		s, ok := inCfg[name]
+		addr := raft.ServerAddress(e.m.ClusterAddr)
+		switch {
+		case e.m.Voter && (!ok || s.Suffrage != raft.Voter || s.Address != addr):
+			c.log.Info("cluster: adding voter", "member", name, "addr", addr)
+			if err := c.raft.AddVoter(raft.ServerID(name), addr, 0, timeout).Error(); err != nil {
+				c.log.Warn("cluster: add voter", "member", name, "err", err)
+			}
+		case !e.m.Voter && (!ok || s.Address != addr):
+			c.log.Info("cluster: adding non-voter", "member", name, "addr", addr)
+			if err := c.raft.AddNonvoter(raft.ServerID(name), addr, 0, timeout).Error(); err != nil {
+				c.log.Warn("cluster: add non-voter", "member", name, "err", err)
+			}
+		}
+	}
+	for name := range inCfg {
+		e, ok := ms[name]
+		if name == c.cfg.Name || !ok {
+			continue
+		}
+		gone := e.m.State == StateLeft ||
+			(e.m.State == StateDead && time.Since(e.since) > c.cfg.DeadServerTimeout)
+		if !gone {
+			continue
+		}
+		c.log.Info("cluster: removing server", "member", name, "state", e.m.State)
+		if err := c.raft.RemoveServer(raft.ServerID(name), 0, timeout).Error(); err != nil {
+			c.log.Warn("cluster: remove server", "member", name, "err", err)
+		}
+	}
+}
+
+// Shutdown stops the node: forwarding, raft, then a graceful memberlist
+// Leave and Shutdown, then the stores. It is idempotent and waits for every
+// goroutine the Cluster started. ctx bounds the Leave.
+func (c *Cluster) Shutdown(ctx context.Context) error {
+	return c.stop(ctx, true)
+}
+
+func (c *Cluster) stop(ctx context.Context, leave bool) error {
+	c.stopOnce.Do(func() {
+		c.stopErr = c.doStop(ctx, leave)
+	})
+	return c.stopErr
+}
+
+func (c *Cluster) doStop(ctx context.Context, leave bool) error {
+	var errs []error
+	if c.ml != nil && leave {
+		c.mu.Lock()
+		c.leaving = true
+		c.mu.Unlock()
+		// Announce the graceful leave in metadata first, so peers can tell
+		// "left" from "dead" (memberlist's events do not).
+		if b, err := c.leavingMeta(); err == nil {
+			c.mu.Lock()
+			c.metaB = b
+			c.mu.Unlock()
+			_ = c.ml.UpdateNode(leaveTimeout(ctx, 500*time.Millisecond))
+		}
+	}
+	c.cancel()
+	if c.fwd != nil {
+		c.fwd.close()
+	}
+	if c.raft != nil {
+		if c.observer != nil {
+			c.raft.DeregisterObserver(c.observer)
+		}
+		if err := c.raft.Shutdown().Error(); err != nil {
+			errs = append(errs, fmt.Errorf("raft shutdown: %w", err))
+		}
+	}
+	if c.batch != nil {
+		c.batch.close()
+	}
+	if c.mux != nil {
+		c.mux.close()
+	}
+	if c.trans != nil {
+		c.trans.Close()
+	}
+	if c.ml != nil {
+		if leave {
+			if err := c.ml.Leave(leaveTimeout(ctx, 2*time.Second)); err != nil {
+				errs = append(errs, fmt.Errorf("memberlist leave: %w", err))
+			}
+		}
+		if err := c.ml.Shutdown(); err != nil {
+			errs = append(errs, fmt.Errorf("memberlist shutdown: %w", err))
+		}
+	}
+	c.wg.Wait()
+	c.metrics.unregister(c.cfg.Registerer)
+	if c.wal != nil {
+		if err := c.wal.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close raft wal: %w", err))
+		}
+	}
+	if c.walMeta != nil {
+		if err := c.walMeta.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close raft wal metadata: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func leaveTimeout(ctx context.Context, def time.Duration) time.Duration {
+	if dl, ok := ctx.Deadline(); ok {
+		if d := time.Until(dl); d < def {
+			return max(d, time.Millisecond)
+		}
+	}
+	return def
+}
+
+// leavingMeta encodes the current meta with the leaving flag.
+func (c *Cluster) leavingMeta() ([]byte, error) {
+	c.mu.Lock()
+	m := c.meta
+	c.mu.Unlock()
+	return encodeWireMeta(m, true)
+}
