@@ -1,0 +1,29 @@
+//go:build !race
+
+package node
+
+import (
+	"testing"
+	"time"
+)
+
+// TestRedirectAllocs locks in the redirect path's allocation budget: verify,
+// campaign lookup, geo, click token, Location header and the click hand-off.
+func TestRedirectAllocs(t *testing.T) {
+	n, code := newTestNode(t, true, "")
+	ctx := redirectCtx(code, "198.51.100.10")
+	n.handle(ctx) // warm the pools and the key cache
+	allocs := testing.AllocsPerRun(1000, func() {
+		ctx.Response.Reset()
+		n.handle(ctx)
+		for len(n.clicks) > cap(n.clicks)/2 {
+			time.Sleep(time.Millisecond)
+		}
+	})
+	if ctx.Response.StatusCode() != 302 {
+		t.Fatalf("status %d", ctx.Response.StatusCode())
+	}
+	if allocs != 0 {
+		t.Fatalf("redirect allocates %.1f times per request, want 0", allocs)
+	}
+}

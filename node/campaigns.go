@@ -1,0 +1,243 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/refrouter/refrouter/attribution"
+	"github.com/refrouter/refrouter/ledger"
+	"github.com/refrouter/refrouter/links"
+	"github.com/refrouter/refrouter/rules"
+	"github.com/valyala/fasthttp"
+)
+
+// applyTimeout bounds API calls that go through the ledger.
+const applyTimeout = 10 * time.Second
+
+// putCampaign handles POST /v1/campaigns (admin): validate everything here
+// (answering 400 before raft), then apply through the ledger, which
+// replicates the campaign to every node.
+func (n *Node) putCampaign(ctx *fasthttp.RequestCtx) error {
+	c, err := ledger.ParseCampaign(ctx.PostBody())
+	if err != nil {
+		return invalid("%v", err)
+	}
+	if err := c.Validate(); err != nil {
+		return invalid("%v", err)
+	}
+	if err := n.checkDestinations(&c); err != nil {
+		return err
+	}
+	actx, cancel := context.WithTimeout(ctx, applyTimeout)
+	defer cancel()
+	res, err := n.applyAndWait(actx, ledger.EncodePutCampaign(c))
+	if err != nil {
+		return unavailable("ledger: %v", err)
+	}
+	out, err := ledger.DecodePutCampaignResult(res)
+	if err != nil {
+		return invalid("%v", err)
+	}
+	return n.writeJSON(ctx, fasthttp.StatusCreated, map[string]any{"id": out.ID, "version": out.Version, "number": out.Number})
+}
+
+// checkDestinations applies the allow-list to the campaign destination and
+// every destination of its rules (I6: never an open redirect).
+func (n *Node) checkDestinations(c *ledger.Campaign) error {
+	if len(c.AllowedHosts) == 0 {
+		return invalid("allowed_hosts: at least one host is required")
+	}
+	if err := rules.CheckDestination(c.Destination, c.AllowedHosts); err != nil {
+		return invalid("destination: %v", err)
+	}
+	if len(c.Rules) > 0 && string(c.Rules) != "null" {
+		if _, err := rules.Parse(c.Rules, c.AllowedHosts); err != nil {
+			return invalid("rules: %v", err)
+		}
+	}
+	return nil
+}
+
+// campaignView is a campaign as GET /v1/campaigns/{id} shows it.
+type campaignView struct {
+	ledger.Campaign
+	Stats statsView `json:"stats"`
+}
+
+type statsView struct {
+	ledger.Stats
+	Clicks uint64 `json:"clicks"`
+}
+
+func (n *Node) campaignView(id string) (campaignView, bool) {
+	c, st, ok := n.ledger.Campaign(id)
+	if !ok {
+		return campaignView{}, false
+	}
+	return campaignView{Campaign: c, Stats: statsView{Stats: st, Clicks: n.cluster.Counters().Total(id)}}, true
+}
+
+// getCampaign handles GET /v1/campaigns/{id}: the local replica's campaign and
+// stats, with the cluster-wide click count from the gossip counters.
+func (n *Node) getCampaign(ctx *fasthttp.RequestCtx, id string) error {
+	v, ok := n.campaignView(id)
+	if !ok {
+		return notFound("campaign %q not found", id)
+	}
+	return n.writeJSON(ctx, fasthttp.StatusOK, v)
+}
+
+// listCampaigns handles GET /v1/campaigns (admin): every campaign with stats.
+func (n *Node) listCampaigns(ctx *fasthttp.RequestCtx) error {
+	out := []campaignView{}
+	for _, c := range n.ledger.Campaigns().All() {
+		if v, ok := n.campaignView(c.ID); ok {
+			out = append(out, v)
+		}
+	}
+	return n.writeJSON(ctx, fasthttp.StatusOK, map[string]any{"campaigns": out})
+}
+
+// issueLink handles POST /v1/campaigns/{id}/links {"inviter": "u1"}: the same
+// inviter always gets the same code; a new inviter gets a number from the
+// ledger first.
+func (n *Node) issueLink(ctx *fasthttp.RequestCtx, campaign string) error {
+	var req struct {
+		Inviter string `json:"inviter"`
+	}
+	if err := decodeJSON(ctx, &req); err != nil {
+		return err
+	}
+	if err := checkID("inviter", req.Inviter, true); err != nil {
+		return err
+	}
+	camp := n.ledger.Campaigns().ByID(campaign)
+	if camp == nil {
+		return notFound("campaign %q not found", campaign)
+	}
+	num, variant, ok := n.ledger.Inviter(campaign, req.Inviter)
+	status := fasthttp.StatusOK
+	if !ok {
+		actx, cancel := context.WithTimeout(ctx, applyTimeout)
+		defer cancel()
+		res, err := n.applyAndWait(actx, ledger.EncodeIssueLink(ledger.IssueLink{Campaign: campaign, Inviter: req.Inviter}))
+		if err != nil {
+			return unavailable("ledger: %v", err)
+		}
+		out, err := ledger.DecodeIssueLinkResult(res)
+		if err != nil {
+			return invalid("%v", err)
+		}
+		num, variant = out.InviterNumber, out.Variant
+		status = fasthttp.StatusCreated
+		if out.New {
+			n.recordLink(campaign, req.Inviter, num, variant)
+		}
+	}
+	cb, err := n.keys.AppendCode(nil, links.Code{Campaign: camp.Number, Inviter: num, Variant: variant})
+	if err != nil {
+		return fmt.Errorf("issue code: %w", err)
+	}
+	code := string(cb)
+	url := n.cfg.PublicURL + "/" + code
+	if status == fasthttp.StatusOK {
+		status = fasthttp.StatusCreated // API.md: issuing answers 201, new or not
+	}
+	return n.writeJSON(ctx, status, map[string]string{"code": code, "url": url, "qr": url + "/qr.png"})
+}
+
+// recordLink appends the link-issued event (best effort; the ledger holds the truth).
+func (n *Node) recordLink(campaign, inviter string, num uint32, variant uint8) {
+	camp := n.ledger.Campaigns().ByID(campaign)
+	if camp == nil {
+		return
+	}
+	now := n.now().UTC()
+	code, err := n.keys.AppendCode(nil, links.Code{Campaign: camp.Number, Inviter: num, Variant: variant})
+	if err != nil {
+		return
+	}
+	actx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := n.outbox.Append(actx, false, attribution.Event{
+		ID: newID(now), Kind: attribution.KindLink, At: now, Node: n.cfg.Name, Region: n.cfg.Region,
+		Campaign: campaign, Code: string(code), Inviter: inviter,
+	}); err != nil {
+		n.log.Warn("record link", "err", err)
+	}
+}
+
+// qr handles GET /{code}/qr.png: a QR code of the link's URL.
+func (n *Node) qr(ctx *fasthttp.RequestCtx, code string) error {
+	if _, err := n.keys.Verify([]byte(code), n.now()); err != nil {
+		n.linkNotFound(ctx)
+		return nil
+	}
+	png, err := links.QRCodePNG(n.cfg.PublicURL+"/"+code, 256)
+	if err != nil {
+		return err
+	}
+	ctx.Response.Header.SetContentType("image/png")
+	ctx.Response.Header.Set("Cache-Control", "public, max-age=86400")
+	ctx.SetBody(png)
+	return nil
+}
+
+// inviterProgress handles GET /v1/campaigns/{id}/inviters/{user}.
+func (n *Node) inviterProgress(ctx *fasthttp.RequestCtx, campaign, user string) error {
+	if n.ledger.Campaigns().ByID(campaign) == nil {
+		return notFound("campaign %q not found", campaign)
+	}
+	p, _ := n.ledger.Progress(campaign, user)
+	return n.writeJSON(ctx, fasthttp.StatusOK, p)
+}
+
+// setSegments handles POST /v1/campaigns/{id}/inviters/{user}/segments {"segments": [...]} (platform).
+func (n *Node) setSegments(ctx *fasthttp.RequestCtx, campaign, user string) error {
+	var req struct {
+		Segments []string `json:"segments"`
+	}
+	if err := decodeJSON(ctx, &req); err != nil {
+		return err
+	}
+	if len(req.Segments) > 32 {
+		return invalid("at most 32 segments")
+	}
+	for _, s := range req.Segments {
+		if err := checkID("segment", s, true); err != nil {
+			return err
+		}
+	}
+	return n.applySimple(ctx, ledger.EncodeSetSegments(ledger.SetSegments{Campaign: campaign, Inviter: user, Segments: req.Segments}))
+}
+
+// joinTeam handles POST /v1/campaigns/{id}/inviters/{user}/team {"team": "red"} (platform).
+func (n *Node) joinTeam(ctx *fasthttp.RequestCtx, campaign, user string) error {
+	var req struct {
+		Team string `json:"team"`
+	}
+	if err := decodeJSON(ctx, &req); err != nil {
+		return err
+	}
+	if err := checkID("team", req.Team, true); err != nil {
+		return err
+	}
+	if n.ledger.Campaigns().ByID(campaign) == nil {
+		return notFound("campaign %q not found", campaign)
+	}
+	return n.applySimple(ctx, ledger.EncodeJoinTeam(ledger.JoinTeam{Campaign: campaign, Inviter: user, Team: req.Team}))
+}
+
+func (n *Node) applySimple(ctx *fasthttp.RequestCtx, cmd []byte) error {
+	actx, cancel := context.WithTimeout(ctx, applyTimeout)
+	defer cancel()
+	res, err := n.applyAndWait(actx, cmd)
+	if err != nil {
+		return unavailable("ledger: %v", err)
+	}
+	if err := ledger.ResultError(res); err != nil {
+		return invalid("%v", err)
+	}
+	return n.writeJSON(ctx, fasthttp.StatusOK, map[string]bool{"ok": true})
+}

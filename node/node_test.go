@@ -1,0 +1,329 @@
+package node_test
+
+import (
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/refrouter/refrouter/internal/testutil"
+	"github.com/refrouter/refrouter/node/localcluster"
+)
+
+const mobileUA = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148"
+
+type env struct {
+	t        *testing.T
+	lc       *localcluster.Cluster
+	c        *testutil.Client
+	admin    string
+	platform string
+	urls     []string
+}
+
+func newEnv(t *testing.T) *env {
+	lc := testutil.StartCluster(t, nil, nil)
+	e := &env{t: t, lc: lc, c: testutil.NewClient(), admin: lc.Secrets.AdminToken, platform: lc.Secrets.PlatformToken}
+	for _, c := range lc.Configs {
+		e.urls = append(e.urls, c.PublicURL)
+	}
+	return e
+}
+
+func (e *env) createCampaign(node int, body map[string]any) {
+	e.t.Helper()
+	r := e.c.Do(e.t, "POST", e.urls[node]+"/v1/campaigns", e.admin, body)
+	testutil.Expect(e.t, r, 201, "create campaign")
+}
+
+type linkResp struct{ Code, URL, QR string }
+
+func (e *env) link(node int, campaign, inviter string) linkResp {
+	e.t.Helper()
+	r := e.c.Do(e.t, "POST", e.urls[node]+"/v1/campaigns/"+campaign+"/links", e.platform, map[string]string{"inviter": inviter})
+	testutil.Expect(e.t, r, 201, "issue link")
+	var l linkResp
+	r.JSON(e.t, &l)
+	return l
+}
+
+// click follows a share link on the given node and returns the click token.
+func (e *env) click(node int, code string) string {
+	e.t.Helper()
+	r := e.c.Do(e.t, "GET", e.urls[node]+"/"+code, "", nil, "User-Agent", mobileUA)
+	testutil.Expect(e.t, r, 302, "click")
+	loc, err := url.Parse(r.Header.Get("Location"))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if loc.Host != "live.example.com" || loc.Path != "/room/42" {
+		e.t.Fatalf("redirected to %s", loc)
+	}
+	tok := loc.Query().Get("rr_click")
+	if tok == "" {
+		e.t.Fatalf("no rr_click in %s", loc)
+	}
+	return tok
+}
+
+type regView struct {
+	ID, Status, Reason, Campaign, Inviter, Invitee string
+	Grants                                         []struct {
+		User, Role string
+		Value      int64
+	}
+}
+
+type stats struct {
+	Clicks, Links, Registrations, Rewarded, Duplicates, Capped, Held, Rejected, BudgetSpent, BudgetLeft float64
+}
+
+func (e *env) stats(node int, campaign string) stats {
+	e.t.Helper()
+	r := e.c.Do(e.t, "GET", e.urls[node]+"/v1/campaigns/"+campaign, e.admin, nil)
+	testutil.Expect(e.t, r, 200, "get campaign")
+	var v struct{ Stats stats }
+	r.JSON(e.t, &v)
+	return v.Stats
+}
+
+// TestSpine drives the whole public path on a real three-node cluster:
+// a campaign created on a follower is served by every node, links redirect,
+// forged codes do not, registrations are acknowledged, idempotent and decided.
+func TestSpine(t *testing.T) {
+	e := newEnv(t)
+	// Create on the last node (whichever it is, most often a follower).
+	spring := testutil.Campaign("spring", 1000, 10)
+	spring["fraud"] = map[string]any{"min_click_to_register": "-1s"} // tests register right after the click
+	e.createCampaign(2, spring)
+	l := e.link(1, "spring", "alice")
+	if len(l.Code) > 16 {
+		t.Fatalf("code %q longer than 16", l.Code)
+	}
+	if again := e.link(0, "spring", "alice"); again.Code != l.Code {
+		t.Fatalf("same inviter got a new code: %s vs %s", again.Code, l.Code)
+	}
+
+	t.Run("every node redirects", func(t *testing.T) {
+		for i := range e.urls {
+			e.click(i, l.Code)
+		}
+	})
+
+	t.Run("every single-character change is rejected", func(t *testing.T) {
+		const alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+		for pos := 0; pos < len(l.Code); pos++ {
+			for _, ch := range []byte{alphabet[(strings.IndexByte(alphabet, l.Code[pos])+1)%62], alphabet[(strings.IndexByte(alphabet, l.Code[pos])+31)%62]} {
+				bad := l.Code[:pos] + string(ch) + l.Code[pos+1:]
+				r := e.c.Do(t, "GET", e.urls[0]+"/"+bad, "", nil, "User-Agent", mobileUA)
+				if r.Status != 404 {
+					t.Fatalf("tampered code %s answered %d", bad, r.Status)
+				}
+				if !strings.Contains(r.Header.Get("Content-Type"), "text/html") {
+					t.Fatalf("404 page is %s", r.Header.Get("Content-Type"))
+				}
+			}
+		}
+	})
+
+	t.Run("headers name the node", func(t *testing.T) {
+		for i, u := range e.urls {
+			r := e.c.Do(t, "GET", u+"/healthz", "", nil)
+			if r.Header.Get("X-Served-By") != e.lc.Configs[i].Name || r.Header.Get("X-Region") != e.lc.Configs[i].Region {
+				t.Fatalf("node %d headers: %v", i, r.Header)
+			}
+		}
+	})
+
+	t.Run("registration is acknowledged, idempotent and decided", func(t *testing.T) {
+		tok := e.click(0, l.Code)
+		body := map[string]string{"campaign": "spring", "click": tok, "invitee": "bob", "device": "d-1"}
+		r := e.c.Do(t, "POST", e.urls[0]+"/v1/registrations", e.platform, body)
+		if r.Status != 202 && r.Status != 200 {
+			t.Fatalf("register: %d %s", r.Status, r.Body)
+		}
+		var first regView
+		r.JSON(t, &first)
+		r2 := e.c.Do(t, "POST", e.urls[0]+"/v1/registrations?wait=5s", e.platform, body)
+		var second regView
+		r2.JSON(t, &second)
+		if second.ID != first.ID {
+			t.Fatalf("idempotency: %s vs %s", second.ID, first.ID)
+		}
+		var got regView
+		testutil.WaitFor(t, 10*time.Second, "decision", func() bool {
+			r := e.c.Do(t, "GET", e.urls[0]+"/v1/registrations/"+first.ID, e.platform, nil)
+			r.JSON(t, &got)
+			return got.Status != "pending"
+		})
+		if got.Status != "rewarded" || got.Inviter != "alice" || got.Invitee != "bob" || len(got.Grants) != 2 {
+			t.Fatalf("decision: %+v", got)
+		}
+		// Every replica knows the decision.
+		for i := range e.urls {
+			testutil.WaitFor(t, 5*time.Second, "decision on every node", func() bool {
+				r := e.c.Do(t, "GET", e.urls[i]+"/v1/registrations/"+first.ID, e.platform, nil)
+				return r.Status == 200 && strings.Contains(string(r.Body), "rewarded")
+			})
+		}
+		// The same invitee through another node: the same id and decision.
+		r3 := e.c.Do(t, "POST", e.urls[2]+"/v1/registrations", e.platform, body)
+		var third regView
+		r3.JSON(t, &third)
+		if third.ID != first.ID || third.Status != "rewarded" {
+			t.Fatalf("cross-node idempotency: %+v", third)
+		}
+		var prog struct{ Invites, Rewarded, Value, Tier int }
+		pr := e.c.Do(t, "GET", e.urls[1]+"/v1/campaigns/spring/inviters/alice", e.platform, nil)
+		testutil.Expect(t, pr, 200, "progress")
+		pr.JSON(t, &prog)
+		if prog.Invites != 1 || prog.Rewarded != 1 {
+			t.Fatalf("progress: %+v", prog)
+		}
+	})
+
+	t.Run("registering faster than a human is held", func(t *testing.T) {
+		fast := testutil.Campaign("fast", 1000, 10)
+		e.createCampaign(0, fast)
+		fl := e.link(0, "fast", "alice")
+		tok := e.click(0, fl.Code)
+		r := e.c.Do(t, "POST", e.urls[0]+"/v1/registrations?wait=5s", e.platform,
+			map[string]string{"campaign": "fast", "click": tok, "invitee": "speedy"})
+		testutil.Expect(t, r, 200, "decision within the wait")
+		var v regView
+		r.JSON(t, &v)
+		if v.Status != "held" {
+			t.Fatalf("click-to-register in milliseconds: %+v, want held", v)
+		}
+		// An admin releases it; the normal rules then reward it.
+		rr := e.c.Do(t, "POST", e.urls[1]+"/v1/registrations/"+v.ID+"/review", e.admin, map[string]string{"action": "release"})
+		testutil.Expect(t, rr, 200, "release")
+		rr.JSON(t, &v)
+		if v.Status != "rewarded" || len(v.Grants) != 2 {
+			t.Fatalf("released: %+v", v)
+		}
+		rr = e.c.Do(t, "POST", e.urls[1]+"/v1/registrations/"+v.ID+"/review", e.admin, map[string]string{"action": "reject"})
+		testutil.Expect(t, rr, 409, "review of a decided registration")
+		rr = e.c.Do(t, "POST", e.urls[1]+"/v1/registrations/"+v.ID+"/review", e.platform, map[string]string{"action": "reject"})
+		testutil.Expect(t, rr, 403, "review with a platform token")
+	})
+
+	t.Run("self-invite is rejected", func(t *testing.T) {
+		tok := e.click(1, l.Code)
+		r := e.c.Do(t, "POST", e.urls[1]+"/v1/registrations?wait=5s", e.platform,
+			map[string]string{"campaign": "spring", "click": tok, "invitee": "alice"})
+		var v regView
+		r.JSON(t, &v)
+		if r.Status >= 400 {
+			return
+		}
+		if v.Status != "rejected" || v.Reason == "" {
+			t.Fatalf("self-invite: %d %s", r.Status, r.Body)
+		}
+	})
+
+	t.Run("bots and HEAD are redirected but not counted", func(t *testing.T) {
+		before := e.stats(0, "spring").Clicks
+		for _, ua := range []string{"facebookexternalhit/1.1", "WhatsApp/2.23", "TelegramBot (like TwitterBot)", "Slackbot-LinkExpanding 1.0", "Discordbot/2.0", ""} {
+			r := e.c.Do(t, "GET", e.urls[0]+"/"+l.Code, "", nil, "User-Agent", ua)
+			testutil.Expect(t, r, 302, "bot redirect "+ua)
+		}
+		r := e.c.Do(t, "HEAD", e.urls[0]+"/"+l.Code, "", nil, "User-Agent", mobileUA)
+		testutil.Expect(t, r, 302, "HEAD redirect")
+		e.click(0, l.Code) // one human click
+		testutil.WaitFor(t, 10*time.Second, "the human click is counted", func() bool {
+			return e.stats(0, "spring").Clicks >= before+1
+		})
+		time.Sleep(300 * time.Millisecond) // let any wrongly counted bot click land too
+		if got := e.stats(0, "spring").Clicks; got != before+1 {
+			t.Fatalf("clicks went from %v to %v; want +1 (bots and HEAD are not counted)", before, got)
+		}
+	})
+}
+
+// TestAPIErrors checks the documented error for every kind of bad input (I7).
+func TestAPIErrors(t *testing.T) {
+	e := newEnv(t)
+	e.createCampaign(0, testutil.Campaign("errs", 100, 5))
+	u := e.urls[0]
+	big := `{"campaign":"` + strings.Repeat("x", 70000) + `"}`
+	evil := testutil.Campaign("evil", 100, 5)
+	evil["destination"] = "https://evil.example.net/x"
+	userinfo := testutil.Campaign("evil2", 100, 5)
+	userinfo["destination"] = "https://live.example.com@evil.example.net/"
+	js := testutil.Campaign("evil3", 100, 5)
+	js["destination"] = "javascript:alert(1)"
+	badRules := testutil.Campaign("evil4", 100, 5)
+	badRules["rules"] = []map[string]any{{"when": map[string]any{"country": []string{"DE"}}, "destination": "https://evil.example.net/"}}
+	tests := []struct {
+		name, method, path, token string
+		body                      any
+		status                    int
+		code                      string
+	}{
+		{"no token", "POST", "/v1/campaigns", "", testutil.Campaign("x", 1, 1), 401, "unauthenticated"},
+		{"unknown token", "POST", "/v1/campaigns", "nope-nope-nope-nope", testutil.Campaign("x", 1, 1), 401, "unauthenticated"},
+		{"wrong role", "POST", "/v1/campaigns", "platform", testutil.Campaign("x", 1, 1), 403, "permission_denied"},
+		{"bad JSON", "POST", "/v1/campaigns", "admin", `{"id":`, 400, "invalid_argument"},
+		{"unknown field", "POST", "/v1/campaigns", "admin", `{"id":"z","destination":"https://live.example.com/","bogus_field":1}`, 400, "invalid_argument"},
+		{"open redirect", "POST", "/v1/campaigns", "admin", evil, 400, "invalid_argument"},
+		{"userinfo redirect", "POST", "/v1/campaigns", "admin", userinfo, 400, "invalid_argument"},
+		{"javascript redirect", "POST", "/v1/campaigns", "admin", js, 400, "invalid_argument"},
+		{"rule redirect", "POST", "/v1/campaigns", "admin", badRules, 400, "invalid_argument"},
+		{"oversized body", "POST", "/v1/registrations", "platform", big, 413, ""},
+		{"empty body", "POST", "/v1/registrations", "platform", "", 400, "invalid_argument"},
+		{"garbage click", "POST", "/v1/registrations", "platform", map[string]string{"campaign": "errs", "click": "garbage", "invitee": "carol"}, 400, "invalid_argument"},
+		{"no click nor code", "POST", "/v1/registrations", "platform", map[string]string{"campaign": "errs", "invitee": "carol"}, 400, "invalid_argument"},
+		{"unknown campaign", "POST", "/v1/registrations", "platform", map[string]string{"campaign": "nope", "code": "0000000000000000", "invitee": "carol"}, 404, "not_found"},
+		{"bad wait", "POST", "/v1/registrations?wait=forever", "platform", map[string]string{"campaign": "errs", "code": "0000000000000000", "invitee": "c"}, 400, "invalid_argument"},
+		{"unknown registration", "GET", "/v1/registrations/nope", "platform", nil, 404, "not_found"},
+		{"unknown campaign get", "GET", "/v1/campaigns/nope", "admin", nil, 404, "not_found"},
+		{"link without inviter", "POST", "/v1/campaigns/errs/links", "platform", `{}`, 400, "invalid_argument"},
+		{"wrong method", "DELETE", "/v1/registrations", "platform", nil, 405, "method_not_allowed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tok := tt.token
+			switch tok {
+			case "admin":
+				tok = e.admin
+			case "platform":
+				tok = e.platform
+			}
+			r := e.c.Do(t, tt.method, u+tt.path, tok, tt.body)
+			if r.Status != tt.status {
+				t.Fatalf("status %d, want %d: %.200s", r.Status, tt.status, r.Body)
+			}
+			var body struct {
+				Error struct{ Code, Message string }
+			}
+			r.JSON(t, &body)
+			if tt.code != "" && body.Error.Code != tt.code {
+				t.Fatalf("error code %q, want %q (%s)", body.Error.Code, tt.code, r.Body)
+			}
+			if body.Error.Message == "" {
+				t.Fatalf("no error message: %s", r.Body)
+			}
+		})
+	}
+	// Nothing half-written: the rejected campaigns do not exist.
+	for _, id := range []string{"evil", "evil2", "evil3", "evil4", "z"} {
+		r := e.c.Do(t, "GET", u+"/v1/campaigns/"+id, e.admin, nil)
+		testutil.Expect(t, r, 404, "rejected campaign "+id)
+	}
+}
+
+// TestCampaignWindow: a campaign not started yet or already over does not redirect.
+func TestCampaignWindow(t *testing.T) {
+	e := newEnv(t)
+	past := testutil.Campaign("past", 100, 5)
+	past["starts_at"], past["ends_at"] = "2020-01-01T00:00:00Z", "2021-01-01T00:00:00Z"
+	future := testutil.Campaign("future", 100, 5)
+	future["starts_at"], future["ends_at"] = "2090-01-01T00:00:00Z", "2091-01-01T00:00:00Z"
+	for _, c := range []map[string]any{past, future} {
+		e.createCampaign(0, c)
+		l := e.link(0, c["id"].(string), "alice")
+		r := e.c.Do(t, "GET", e.urls[1]+"/"+l.Code, "", nil, "User-Agent", mobileUA)
+		testutil.Expect(t, r, 404, "link of campaign "+c["id"].(string))
+	}
+}

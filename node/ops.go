@@ -1,0 +1,186 @@
+package node
+
+import (
+	"bufio"
+	"context"
+	_ "embed"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/refrouter/refrouter/config"
+	"github.com/refrouter/refrouter/routing"
+	"github.com/valyala/fasthttp"
+)
+
+//go:embed dashboard.html
+var dashboardHTML []byte
+
+//go:embed openapi.yaml
+var openapiYAML []byte
+
+// healthz: the process is up.
+func (n *Node) healthz(ctx *fasthttp.RequestCtx) error {
+	return n.writeJSON(ctx, fasthttp.StatusOK, map[string]string{"status": "ok", "node": n.cfg.Name, "version": n.version})
+}
+
+// readyz: joined and the ledger reachable (200), or not yet / degraded (503),
+// saying which.
+func (n *Node) readyz(ctx *fasthttp.RequestCtx) error {
+	leader, ok := n.cluster.Leader()
+	body := map[string]any{"node": n.cfg.Name, "region": n.cfg.Region, "leader": leader, "members": len(n.cluster.Members())}
+	switch {
+	case !n.ready.Load():
+		body["status"] = "starting"
+		body["reason"] = "waiting for a raft leader and the local replica to catch up"
+		return n.writeJSON(ctx, fasthttp.StatusServiceUnavailable, body)
+	case !ok:
+		// Redirects and acknowledgements still work; decisions wait for a leader.
+		body["status"] = "degraded"
+		body["reason"] = "no raft leader reachable: redirects and registrations are served, decisions are pending"
+		return n.writeJSON(ctx, fasthttp.StatusOK, body)
+	}
+	body["status"] = "ready"
+	return n.writeJSON(ctx, fasthttp.StatusOK, body)
+}
+
+func (n *Node) dashboard(ctx *fasthttp.RequestCtx) error {
+	ctx.Response.Header.SetContentType("text/html; charset=utf-8")
+	ctx.SetBody(dashboardHTML)
+	return nil
+}
+
+func (n *Node) openapi(ctx *fasthttp.RequestCtx) error {
+	ctx.Response.Header.SetContentType("application/yaml")
+	ctx.SetBody(openapiYAML)
+	return nil
+}
+
+// clusterStatus handles GET /v1/cluster (admin).
+func (n *Node) clusterStatus(ctx *fasthttp.RequestCtx) error {
+	return n.writeJSON(ctx, fasthttp.StatusOK, n.cluster.Status())
+}
+
+type nearestNode struct {
+	Name       string  `json:"name"`
+	Region     string  `json:"region"`
+	URL        string  `json:"url"`
+	DistanceKm float64 `json:"distance_km"`
+}
+
+type nearestClient struct {
+	IP      string   `json:"ip"`
+	Country string   `json:"country,omitempty"`
+	Lat     *float64 `json:"lat,omitempty"`
+	Lon     *float64 `json:"lon,omitempty"`
+}
+
+// nearest handles GET /v1/nearest: the client's location and the healthy
+// nodes, nearest first. Admins may ask for another address with ?ip=.
+func (n *Node) nearest(ctx *fasthttp.RequestCtx) error {
+	ip := n.clientIP(ctx)
+	if q := ctx.QueryArgs().Peek("ip"); len(q) > 0 {
+		if role, _ := n.role(ctx); role != config.RoleAdmin {
+			return errf(fasthttp.StatusForbidden, codeDenied, "?ip= needs an admin token")
+		}
+		a, err := netip.ParseAddr(string(q))
+		if err != nil {
+			return invalid("ip %q is not an IP address", q)
+		}
+		ip = a
+	}
+	client := nearestClient{IP: ip.String()}
+	lat, lon, has := 0.0, 0.0, false
+	if n.geo != nil && ip.IsValid() {
+		if loc, err := n.geo.Lookup(ip); err == nil {
+			client.Country = loc.Country
+			if loc.HasCoords {
+				lat, lon, has = loc.Lat, loc.Lon, true
+				client.Lat, client.Lon = &loc.Lat, &loc.Lon
+			}
+		}
+	}
+	var nodes []nearestNode
+	if has {
+		for _, r := range n.table.Rank(lat, lon) {
+			nodes = append(nodes, nearestNode{Name: r.Name, Region: r.Region, URL: r.URL, DistanceKm: round1(r.DistanceKm)})
+		}
+	} else {
+		// Unknown location: this node first, then the others by name.
+		for _, r := range n.table.Rank(n.cfg.Lat, n.cfg.Lon) {
+			nodes = append(nodes, nearestNode{Name: r.Name, Region: r.Region, URL: r.URL})
+		}
+	}
+	if nodes == nil {
+		nodes = []nearestNode{}
+	}
+	return n.writeJSON(ctx, fasthttp.StatusOK, map[string]any{"client": client, "nodes": nodes})
+}
+
+func round1(x float64) float64 { return float64(int64(x*10+0.5)) / 10 }
+
+// watchMembers feeds cluster membership into the routing table.
+func (n *Node) watchMembers(ctx context.Context) {
+	ch, cancel := n.cluster.Subscribe()
+	defer cancel()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		n.table.Update(n.routingNodes())
+		select {
+		case <-ctx.Done():
+			return
+		case <-ch:
+		case <-t.C:
+		}
+	}
+}
+
+func (n *Node) routingNodes() []routing.Node {
+	ms := n.cluster.Members()
+	out := make([]routing.Node, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, routing.Node{
+			Name: m.Name, Region: m.Region, URL: m.PublicURL, Lat: m.Lat, Lon: m.Lon, Load: m.Load,
+			Suspect: m.State == "suspect", Alive: m.State == "alive" || m.State == "suspect",
+		})
+	}
+	return out
+}
+
+// campaignEvents handles GET /v1/campaigns/{id}/events: server-sent events
+// with the campaign's live counters, once a second, until the client goes
+// away or the node shuts down.
+func (n *Node) campaignEvents(ctx *fasthttp.RequestCtx, id string) error {
+	if _, ok := n.campaignView(id); !ok {
+		return notFound("campaign %q not found", id)
+	}
+	ctx.Response.Header.SetContentType("text/event-stream")
+	ctx.Response.Header.Set("Cache-Control", "no-store")
+	ctx.Response.Header.Set("X-Accel-Buffering", "no")
+	done := ctx.Done() // closed on server shutdown
+	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for i := 0; i < 3600; i++ {
+			v, ok := n.campaignView(id)
+			if !ok {
+				return
+			}
+			b, _ := json.Marshal(v.Stats)
+			if _, err := fmt.Fprintf(w, "event: stats\ndata: %s\n\n", b); err != nil {
+				return
+			}
+			if err := w.Flush(); err != nil {
+				return
+			}
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	})
+	return nil
+}

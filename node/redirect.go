@@ -1,0 +1,196 @@
+package node
+
+import (
+	"bytes"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/refrouter/refrouter/bots"
+	"github.com/refrouter/refrouter/clientip"
+	"github.com/refrouter/refrouter/geo"
+	"github.com/refrouter/refrouter/links"
+	"github.com/valyala/fasthttp"
+)
+
+// codeLen is the length of every share code (links package).
+const codeLen = 16
+
+// isCodePath reports whether path is "/" followed by exactly one share code.
+func isCodePath(path []byte) bool {
+	if len(path) != codeLen+1 || path[0] != '/' {
+		return false
+	}
+	for _, c := range path[1:] {
+		if !isBase62(c) {
+			return false
+		}
+	}
+	return true
+}
+
+func isCode(s string) bool {
+	if len(s) != codeLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !isBase62(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func isBase62(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z'
+}
+
+// clickRec is what the redirect hands to the click recorder: fixed size and
+// free of pointers into the request, so nothing of the RequestCtx outlives the
+// handler and the hand-off does not allocate.
+type clickRec struct {
+	code    links.Code
+	clickID uint64
+	at      int64 // unix nanoseconds
+	ip      netip.Addr
+	country [2]byte
+	codeStr [codeLen]byte
+	uaLen   uint8
+	ua      [160]byte
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+var (
+	hdrLocation     = "Location"
+	hdrCacheControl = []byte("no-store")
+	hdrHop          = []byte("rr_hop")
+)
+
+// redirect is the hot path: verify the code, resolve the campaign from the
+// local replica, choose the destination, append a signed click token, answer
+// 302 and hand the click to the recorder without waiting (I5: no network, no
+// disk, no lock shared with the ledger's writer on this path).
+func (n *Node) redirect(ctx *fasthttp.RequestCtx, code []byte) {
+	now := n.now()
+	sample := n.clickID.Load()&63 == 0
+	c, err := n.keys.Verify(code, now)
+	if err != nil {
+		n.linkNotFound(ctx)
+		return
+	}
+	camp := n.ledger.Campaigns().ByNumber(c.Campaign)
+	if camp == nil || now.Before(camp.StartsAt) || !now.Before(camp.EndsAt) {
+		n.linkNotFound(ctx)
+		return
+	}
+	ip := n.clientIP(ctx)
+	var pt geo.Point
+	if n.geo != nil && ip.IsValid() {
+		n.geo.LookupPoint(ip, &pt)
+	}
+	if n.policy.Mode == "redirect" && pt.OK && len(ctx.QueryArgs().PeekBytes(hdrHop)) == 0 {
+		if target, far := n.policy.Decide(n.table, n.cfg.Name, float64(pt.Lat), float64(pt.Lon), true, false); far {
+			n.redirectFar(ctx, target.URL, code)
+			return
+		}
+	}
+	dest := camp.Destination
+	var sticky string
+	if rs := n.compiledRules(camp); rs != nil {
+		if d, s, ok := n.matchRules(ctx, rs, ip, &pt, now, c.Campaign); ok {
+			dest, sticky = d, s
+		}
+	}
+	id := n.clickID.Add(1)
+	bp := bufPool.Get().(*[]byte)
+	b := append((*bp)[:0], dest...)
+	if strings.IndexByte(dest, '?') >= 0 {
+		b = append(b, '&')
+	} else {
+		b = append(b, '?')
+	}
+	b = append(b, "rr_click="...)
+	b, err = n.keys.AppendClickToken(b, links.Click{Code: c, ClickID: id, At: now, Node: n.cfg.Name})
+	if err != nil {
+		// Only a keyring without the code's generation can fail here, and
+		// Verify just accepted it: answer as for an unknown code.
+		bufPool.Put(bp)
+		n.linkNotFound(ctx)
+		return
+	}
+	ctx.Response.Header.SetBytesV(hdrLocation, b)
+	*bp = b
+	bufPool.Put(bp)
+	ctx.Response.Header.SetBytesV("Cache-Control", hdrCacheControl)
+	if sticky != "" {
+		setStickyCookie(ctx, c.Campaign, sticky)
+	}
+	ctx.SetStatusCode(fasthttp.StatusFound)
+
+	ua := ctx.Request.Header.UserAgent()
+	if ctx.IsHead() || bots.IsBot(ua) {
+		n.metrics.redirBot.Inc()
+		return
+	}
+	rec := clickRec{code: c, clickID: id, at: now.UnixNano(), ip: ip, country: pt.Country}
+	copy(rec.codeStr[:], code)
+	rec.uaLen = uint8(copy(rec.ua[:], ua))
+	n.metrics.redirCounted.Inc()
+	select {
+	case n.clicks <- rec:
+	default:
+		n.metrics.clicksDropped.Inc()
+	}
+	if sample {
+		n.metrics.redirectTime.Observe(time.Since(now).Seconds())
+	}
+}
+
+// redirectFar sends the client to a nearer node, marking the hop so that the
+// other node serves it (loop protection).
+func (n *Node) redirectFar(ctx *fasthttp.RequestCtx, base string, code []byte) {
+	bp := bufPool.Get().(*[]byte)
+	b := append((*bp)[:0], base...)
+	b = append(b, '/')
+	b = append(b, code...)
+	b = append(b, "?rr_hop=1"...)
+	ctx.Response.Header.SetBytesV(hdrLocation, b)
+	*bp = b
+	bufPool.Put(bp)
+	ctx.Response.Header.SetBytesV("Cache-Control", hdrCacheControl)
+	ctx.SetStatusCode(fasthttp.StatusFound)
+	n.metrics.redirFar.Inc()
+}
+
+// clientIP is the connection's address, or the forwarded one when the peer is
+// a trusted proxy.
+func (n *Node) clientIP(ctx *fasthttp.RequestCtx) netip.Addr {
+	var remote netip.Addr
+	if ta, ok := ctx.RemoteAddr().(*net.TCPAddr); ok {
+		remote, _ = netip.AddrFromSlice(ta.IP)
+		remote = remote.Unmap()
+	}
+	if len(n.trusted) == 0 {
+		return remote
+	}
+	return clientip.From(remote, ctx.Request.Header.Peek("X-Forwarded-For"), ctx.Request.Header.Peek("Forwarded"), n.trusted)
+}
+
+var notFoundPage = []byte(`<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">` +
+	`<title>Link not found</title></head><body style="font-family:sans-serif;text-align:center;padding:3em">` +
+	`<h1>This link is not valid</h1><p>The invite link is unknown, has expired, or was mistyped.</p></body></html>`)
+
+// linkNotFound answers an unknown, forged or expired code with a small page.
+func (n *Node) linkNotFound(ctx *fasthttp.RequestCtx) {
+	ctx.SetStatusCode(fasthttp.StatusNotFound)
+	ctx.Response.Header.SetContentType("text/html; charset=utf-8")
+	ctx.Response.Header.SetBytesV("Cache-Control", hdrCacheControl)
+	ctx.SetBody(notFoundPage)
+	n.metrics.redirNotFound.Inc()
+}
+
+// trimUA returns the recorded user agent of a click.
+func (r *clickRec) userAgent() string { return string(bytes.ToValidUTF8(r.ua[:r.uaLen], nil)) }
