@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Redirect cost: refrouter (full path: verify + geo + click record) against nginx `return 302`
+# and a bare fasthttp 302 server, each pinned to core 0 with taskset, the load generator (wrk)
+# pinned to core 1, interleaved, in one run. Reports requests/s and the server's CPU time per
+# request (utime+stime from /proc/PID/stat over the run, divided by the requests wrk made), and
+# the ratios to nginx. Then the latency at half of refrouter's measured throughput from
+# `refrouter bench redirect` (open loop, HDR histogram).
+#
+# usage: scripts/bench-redirect.sh [ROUNDS] [SECONDS]     (from the repository root; needs root for apt-get)
+set -euo pipefail
+ROUNDS=${1:-2}
+SECS=${2:-10}
+BIN=${BIN:-bin/refrouter}
+OUT=${OUT:-bench-results}
+mkdir -p "$OUT"
+WORK=$(mktemp -d /tmp/rr-bench.XXXXXX)
+PIDS=()
+cleanup() { for p in "${PIDS[@]:-}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+need=()
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing ${need[*]} with apt-get" >&2
+  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null; }; then
+    echo "bench-redirect: cannot install ${need[*]} (apt-get failed); install them and run again" >&2
+    exit 1
+  fi
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+[ -x "$BIN" ] || { echo "bench-redirect: $BIN missing; run make build" >&2; exit 1; }
+CLK=$(getconf CLK_TCK)
+
+cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+wait_http() { for _ in $(seq 1 200); do curl -s -o /dev/null "$1" && return 0; sleep 0.05; done; echo "no answer from $1" >&2; return 1; }
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+
+# --- refrouter: one node, one campaign, one link -------------------------------------------
+RP=$(port); GP=$(port); CP=$(port)
+"$BIN" geo build-demo "$WORK/geo.mmdb"
+cat >"$WORK/node.yaml" <<YAML
+name: bench-1
+region: eu-central
+lat: 50.11
+lon: 8.68
+listen: 127.0.0.1:$RP
+gossip: 127.0.0.1:$GP
+cluster: 127.0.0.1:$CP
+profile: local
+bootstrap_expect: 1
+data_dir: $WORK/data
+log_level: error
+tokens: [{token: bench-admin-token-0001, role: admin}, {token: bench-platform-token-01, role: platform}]
+secrets: [{gen: 1, key: "$(head -c 32 /dev/urandom | base64)"}]
+geoip: [$WORK/geo.mmdb]
+trusted_proxies: [127.0.0.0/8]
+YAML
+taskset -c 0 "$BIN" serve --config "$WORK/node.yaml" 2>"$WORK/node.log" &
+RPID=$!; PIDS+=("$RPID")
+for _ in $(seq 1 200); do curl -sf -o /dev/null "http://127.0.0.1:$RP/readyz" && break; sleep 0.05; done
+curl -sf -H 'Authorization: Bearer bench-admin-token-0001' "http://127.0.0.1:$RP/v1/campaigns" -d '{
+  "id":"bench","destination":"https://live.example.com/room/42","allowed_hosts":["live.example.com"],
+  "starts_at":"2020-01-01T00:00:00Z","ends_at":"2099-01-01T00:00:00Z","budget":{"value":1000000},
+  "invitee_reward":{"value":1},"inviter_rewards":[{"from":1,"value":1}],"attribution_window":"168h"}' >/dev/null
+CODE=$(curl -sf -H 'Authorization: Bearer bench-platform-token-01' "http://127.0.0.1:$RP/v1/campaigns/bench/links" -d '{"inviter":"alice"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["code"])')
+REF_URL="http://127.0.0.1:$RP/$CODE"
+
+# --- nginx return 302 -------------------------------------------------------------------------
+NP=$(port)
+mkdir -p "$WORK/nginx"
+cat >"$WORK/nginx/nginx.conf" <<NGX
+worker_processes 1;
+daemon off;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log crit;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$NP;
+    location / { return 302 "https://live.example.com/room/42?rr_click=AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"; }
+  }
+}
+NGX
+taskset -c 0 "$NGINX" -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" &
+NMASTER=$!; PIDS+=("$NMASTER")
+wait_http "http://127.0.0.1:$NP/x"
+NPID=$(pgrep -P "$NMASTER" | head -1)   # the one worker does the work
+
+# --- bare fasthttp 302 ------------------------------------------------------------------------
+BP=$(port)
+taskset -c 0 "$BIN" bare-302 --listen "127.0.0.1:$BP" &
+BPID=$!; PIDS+=("$BPID")
+wait_http "http://127.0.0.1:$BP/x"
+
+declare -A REQ CPU
+run() { # name pid url
+  local name=$1 pid=$2 url=$3 before after out reqs
+  taskset -c 1 wrk -t1 -c64 -d2s -H 'X-Forwarded-For: 203.0.113.10' -H 'User-Agent: Mozilla/5.0 (iPhone) Mobile' "$url" >/dev/null
+  before=$(cpu_ticks "$pid")
+  out=$(taskset -c 1 wrk -t1 -c64 -d"${SECS}s" -H 'X-Forwarded-For: 203.0.113.10' -H 'User-Agent: Mozilla/5.0 (iPhone) Mobile' "$url")
+  after=$(cpu_ticks "$pid")
+  reqs=$(awk '/requests in/ {print $1}' <<<"$out")
+  REQ[$name]=$(( ${REQ[$name]:-0} + reqs ))
+  CPU[$name]=$(( ${CPU[$name]:-0} + after - before ))
+  printf '  %-10s round: %8d requests, %5d ticks\n' "$name" "$reqs" "$((after - before))" >&2
+}
+for r in $(seq 1 "$ROUNDS"); do
+  echo "round $r/$ROUNDS" >&2
+  run nginx "$NPID" "http://127.0.0.1:$NP/$CODE"
+  run bare "$BPID" "http://127.0.0.1:$BP/$CODE"
+  run refrouter "$RPID" "$REF_URL"
+done
+
+{
+  echo "| server (pinned to core 0; wrk -t1 -c64 on core 1) | requests/s | CPU µs per request | vs nginx |"
+  echo "|---|---:|---:|---:|"
+  ncpu=$(python3 -c "print(${CPU[nginx]}/$CLK*1e6/${REQ[nginx]})")
+  for name in nginx bare refrouter; do
+    python3 - "$name" "${REQ[$name]}" "${CPU[$name]}" "$CLK" "$ROUNDS" "$SECS" "$ncpu" <<'PY'
+import sys
+name, reqs, ticks, clk, rounds, secs, ncpu = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), float(sys.argv[7])
+label = {"nginx": "nginx `return 302`", "bare": "bare fasthttp 302", "refrouter": "refrouter (verify + geo + click record)"}[name]
+us = ticks / clk * 1e6 / reqs
+print(f"| {label} | {reqs / (rounds * secs):,.0f} | {us:.2f} | {us / ncpu:.2f}× |")
+PY
+  done
+} | tee "$OUT/redirect-cpu.md"
+
+# Latency at half of refrouter's throughput, open loop.
+HALF=$(( REQ[refrouter] / (ROUNDS * SECS) / 2 ))
+echo >&2; echo "latency at half load ($HALF req/s), refrouter bench redirect:" >&2
+taskset -c 1 "$BIN" bench redirect --target "bench-1@eu-central=http://127.0.0.1:$RP" --codes <(echo "$CODE") \
+  --rate "$HALF" --connections 64 --duration "${SECS}s" --warmup 2s --cidrs 203.0.113.0/24,198.51.100.0/24 \
+  --out "$OUT" | tee "$OUT/redirect-latency.txt"
