@@ -192,4 +192,3 @@ func Expect(tb testing.TB, r *Response, status int, what string) {
 		tb.Fatalf("%s: status %d, want %d: %s", what, r.Status, status, r.Body)
 	}
 }
-
