@@ -29,7 +29,7 @@ func (n *Node) putCampaign(ctx *fasthttp.RequestCtx) error {
 	if err := n.checkDestinations(&c); err != nil {
 		return err
 	}
-	actx, cancel := context.WithTimeout(ctx, applyTimeout)
+	actx, cancel := n.requestContext()
 	defer cancel()
 	res, err := n.applyAndWait(actx, ledger.EncodePutCampaign(c))
 	if err != nil {
@@ -119,7 +119,7 @@ func (n *Node) issueLink(ctx *fasthttp.RequestCtx, campaign string) error {
 	num, variant, ok := n.ledger.Inviter(campaign, req.Inviter)
 	status := fasthttp.StatusOK
 	if !ok {
-		actx, cancel := context.WithTimeout(ctx, applyTimeout)
+		actx, cancel := n.requestContext()
 		defer cancel()
 		res, err := n.applyAndWait(actx, ledger.EncodeIssueLink(ledger.IssueLink{Campaign: campaign, Inviter: req.Inviter}))
 		if err != nil {
@@ -230,7 +230,7 @@ func (n *Node) joinTeam(ctx *fasthttp.RequestCtx, campaign, user string) error {
 }
 
 func (n *Node) applySimple(ctx *fasthttp.RequestCtx, cmd []byte) error {
-	actx, cancel := context.WithTimeout(ctx, applyTimeout)
+	actx, cancel := n.requestContext()
 	defer cancel()
 	res, err := n.applyAndWait(actx, cmd)
 	if err != nil {
@@ -240,4 +240,11 @@ func (n *Node) applySimple(ctx *fasthttp.RequestCtx, cmd []byte) error {
 		return invalid("%v", err)
 	}
 	return n.writeJSON(ctx, fasthttp.StatusOK, map[string]bool{"ok": true})
+}
+
+// requestContext bounds a handler's work through the ledger. It is not
+// derived from the *fasthttp.RequestCtx: that one's Done reads server state
+// that Shutdown writes, which races (fasthttp v1.74).
+func (n *Node) requestContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), applyTimeout)
 }

@@ -107,6 +107,8 @@ func (n *Node) route(ctx *fasthttp.RequestCtx, path []byte) (string, error) {
 		return "nearest", n.only(ctx, "GET", n.nearest)
 	case p == "/v1/cluster":
 		return "cluster", n.only(ctx, "GET", n.auth(config.RoleAdmin, n.clusterStatus))
+	case p == "/v1/cluster/gossip-keys":
+		return "cluster.keys", n.only(ctx, "POST", n.auth(config.RoleAdmin, n.gossipKey))
 	case p == "/v1/campaigns":
 		switch method {
 		case "POST":

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	_ "embed"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/netip"
@@ -60,6 +61,42 @@ func (n *Node) openapi(ctx *fasthttp.RequestCtx) error {
 // clusterStatus handles GET /v1/cluster (admin).
 func (n *Node) clusterStatus(ctx *fasthttp.RequestCtx) error {
 	return n.writeJSON(ctx, fasthttp.StatusOK, n.cluster.Status())
+}
+
+// gossipKey handles POST /v1/cluster/gossip-keys {"action": "install"|"use"|"remove", "key": base64} (admin):
+// gossip key rotation without restart, on this node. Rotate by installing the
+// new key on every node, then using it on every node, then removing the old one.
+func (n *Node) gossipKey(ctx *fasthttp.RequestCtx) error {
+	var req struct {
+		Action string `json:"action"`
+		Key    string `json:"key"`
+	}
+	if err := decodeJSON(ctx, &req); err != nil {
+		return err
+	}
+	key, err := base64.StdEncoding.DecodeString(req.Key)
+	if err != nil {
+		return invalid("key is not base64: %v", err)
+	}
+	switch len(key) {
+	case 16, 24, 32:
+	default:
+		return invalid("key must be 16, 24 or 32 bytes, not %d", len(key))
+	}
+	switch req.Action {
+	case "install":
+		err = n.cluster.InstallKey(key)
+	case "use":
+		err = n.cluster.UseKey(key)
+	case "remove":
+		err = n.cluster.RemoveKey(key)
+	default:
+		return invalid("action must be install, use or remove, not %q", req.Action)
+	}
+	if err != nil {
+		return errf(fasthttp.StatusConflict, codeConflict, "%v", err)
+	}
+	return n.writeJSON(ctx, fasthttp.StatusOK, map[string]any{"ok": true, "node": n.cfg.Name, "action": req.Action})
 }
 
 type nearestNode struct {

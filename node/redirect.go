@@ -91,7 +91,7 @@ func (n *Node) redirect(ctx *fasthttp.RequestCtx, code []byte) {
 	if n.geo != nil && ip.IsValid() {
 		n.geo.LookupPoint(ip, &pt)
 	}
-	if n.policy.Mode == "redirect" && pt.OK && len(ctx.QueryArgs().PeekBytes(hdrHop)) == 0 {
+	if n.policy.Mode == "redirect" && pt.OK && pt.HasCoords && len(ctx.QueryArgs().PeekBytes(hdrHop)) == 0 {
 		if target, far := n.policy.Decide(n.table, n.cfg.Name, float64(pt.Lat), float64(pt.Lon), true, false); far {
 			n.redirectFar(ctx, target.URL, code)
 			return
@@ -163,6 +163,32 @@ func (n *Node) redirectFar(ctx *fasthttp.RequestCtx, base string, code []byte) {
 	ctx.Response.Header.SetBytesV("Cache-Control", hdrCacheControl)
 	ctx.SetStatusCode(fasthttp.StatusFound)
 	n.metrics.redirFar.Inc()
+}
+
+// farTarget reports the nearer node a client should be sent to under the
+// redirect policy (never for a request that was already redirected once).
+func (n *Node) farTarget(ctx *fasthttp.RequestCtx) (string, bool) {
+	if n.policy.Mode != "redirect" || n.geo == nil || len(ctx.QueryArgs().PeekBytes(hdrHop)) > 0 {
+		return "", false
+	}
+	var pt geo.Point
+	ip := n.clientIP(ctx)
+	if !ip.IsValid() || !n.geo.LookupPoint(ip, &pt) || !pt.HasCoords {
+		return "", false
+	}
+	target, far := n.policy.Decide(n.table, n.cfg.Name, float64(pt.Lat), float64(pt.Lon), true, false)
+	if !far || target.URL == "" {
+		return "", false
+	}
+	return target.URL, true
+}
+
+// hopQuery is the request's query with rr_hop=1 added (loop protection).
+func hopQuery(ctx *fasthttp.RequestCtx) string {
+	var a fasthttp.Args
+	ctx.QueryArgs().CopyTo(&a)
+	a.Set("rr_hop", "1")
+	return a.String()
 }
 
 // clientIP is the connection's address, or the forwarded one when the peer is

@@ -120,6 +120,13 @@ func checkID(field, v string, required bool) error {
 // before the answer), submit to the ledger, answer 202 (or 200 with the
 // decision when ?wait= sees it).
 func (n *Node) register(ctx *fasthttp.RequestCtx) error {
+	if target, ok := n.farTarget(ctx); ok {
+		// 307 keeps the method and body: the client posts the same
+		// registration to the nearer node.
+		ctx.Response.Header.Set("Location", target+"/v1/registrations?"+hopQuery(ctx))
+		ctx.SetStatusCode(fasthttp.StatusTemporaryRedirect)
+		return nil
+	}
 	var req regRequest
 	if err := decodeJSON(ctx, &req); err != nil {
 		return err
@@ -566,7 +573,7 @@ func (n *Node) review(ctx *fasthttp.RequestCtx, id string) error {
 	if d.Status != "held" {
 		return errf(fasthttp.StatusConflict, codeConflict, "registration %q is %s, not held", id, d.Status)
 	}
-	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	rctx, cancel := n.requestContext()
 	defer cancel()
 	res, err := n.applyAndWait(rctx, ledger.EncodeReview(ledger.Review{RegistrationID: id, Action: req.Action}))
 	if err != nil {
