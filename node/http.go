@@ -43,9 +43,14 @@ func (n *Node) newServer() *fasthttp.Server {
 	}
 }
 
+var (
+	hdrServedBy = []byte("X-Served-By")
+	hdrRegion   = []byte("X-Region")
+)
+
 func (n *Node) stampHeaders(ctx *fasthttp.RequestCtx) {
-	ctx.Response.Header.SetBytesV("X-Served-By", n.nameBytes)
-	ctx.Response.Header.SetBytesV("X-Region", n.regionBytes)
+	ctx.Response.Header.SetCanonical(hdrServedBy, n.nameBytes)
+	ctx.Response.Header.SetCanonical(hdrRegion, n.regionBytes)
 }
 
 // handle is the node's only fasthttp handler: the redirect fast path first,

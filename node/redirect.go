@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/refrouter/refrouter/bots"
 	"github.com/refrouter/refrouter/clientip"
@@ -63,9 +64,12 @@ type clickRec struct {
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
+// Header names in canonical form, set with SetCanonical so that fasthttp
+// does not normalise them on every redirect.
 var (
-	hdrLocation     = "Location"
-	hdrCacheControl = []byte("no-store")
+	hdrLocation     = []byte("Location")
+	hdrCacheControl = []byte("Cache-Control")
+	valNoStore      = []byte("no-store")
 	hdrHop          = []byte("rr_hop")
 )
 
@@ -121,10 +125,10 @@ func (n *Node) redirect(ctx *fasthttp.RequestCtx, code []byte) {
 		n.linkNotFound(ctx)
 		return
 	}
-	ctx.Response.Header.SetBytesV(hdrLocation, b)
+	ctx.Response.Header.SetCanonical(hdrLocation, b)
 	*bp = b
 	bufPool.Put(bp)
-	ctx.Response.Header.SetBytesV("Cache-Control", hdrCacheControl)
+	ctx.Response.Header.SetCanonical(hdrCacheControl, valNoStore)
 	if sticky != "" {
 		setStickyCookie(ctx, c.Campaign, sticky)
 	}
@@ -157,10 +161,10 @@ func (n *Node) redirectFar(ctx *fasthttp.RequestCtx, base string, code []byte) {
 	b = append(b, '/')
 	b = append(b, code...)
 	b = append(b, "?rr_hop=1"...)
-	ctx.Response.Header.SetBytesV(hdrLocation, b)
+	ctx.Response.Header.SetCanonical(hdrLocation, b)
 	*bp = b
 	bufPool.Put(bp)
-	ctx.Response.Header.SetBytesV("Cache-Control", hdrCacheControl)
+	ctx.Response.Header.SetCanonical(hdrCacheControl, valNoStore)
 	ctx.SetStatusCode(fasthttp.StatusFound)
 	n.metrics.redirFar.Inc()
 }
@@ -213,10 +217,16 @@ var notFoundPage = []byte(`<!doctype html><html lang="en"><head><meta charset="u
 func (n *Node) linkNotFound(ctx *fasthttp.RequestCtx) {
 	ctx.SetStatusCode(fasthttp.StatusNotFound)
 	ctx.Response.Header.SetContentType("text/html; charset=utf-8")
-	ctx.Response.Header.SetBytesV("Cache-Control", hdrCacheControl)
+	ctx.Response.Header.SetCanonical(hdrCacheControl, valNoStore)
 	ctx.SetBody(notFoundPage)
 	n.metrics.redirNotFound.Inc()
 }
 
 // trimUA returns the recorded user agent of a click.
-func (r *clickRec) userAgent() string { return string(bytes.ToValidUTF8(r.ua[:r.uaLen], nil)) }
+func (r *clickRec) userAgent() string {
+	ua := r.ua[:r.uaLen]
+	if utf8.Valid(ua) {
+		return string(ua)
+	}
+	return string(bytes.ToValidUTF8(ua, nil))
+}
