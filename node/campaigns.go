@@ -81,6 +81,9 @@ func (n *Node) campaignView(id string) (campaignView, bool) {
 // getCampaign handles GET /v1/campaigns/{id}: the local replica's campaign and
 // stats, with the cluster-wide click count from the gossip counters.
 func (n *Node) getCampaign(ctx *fasthttp.RequestCtx, id string) error {
+	if !n.ready.Load() {
+		return notReady()
+	}
 	v, ok := n.campaignView(id)
 	if !ok {
 		return notFound("campaign %q not found", id)
@@ -111,6 +114,9 @@ func (n *Node) issueLink(ctx *fasthttp.RequestCtx, campaign string) error {
 	}
 	if err := checkID("inviter", req.Inviter, true); err != nil {
 		return err
+	}
+	if !n.ready.Load() {
+		return notReady()
 	}
 	camp := n.ledger.Campaigns().ByID(campaign)
 	if camp == nil {

@@ -16,6 +16,30 @@ import (
 // recording what is queued.
 func (n *Node) recordClicks(ctx context.Context) {
 	batch := make([]attribution.Event, 0, 256)
+	// Clicks whose inviter the local replica does not know yet (a link issued
+	// a moment ago through another node): retried for a while, then recorded
+	// with the code alone, which names the inviter by number.
+	var unresolved []clickRec
+	retry := time.NewTicker(250 * time.Millisecond)
+	defer retry.Stop()
+	add := func(rec *clickRec) {
+		var ok bool
+		if batch, ok = n.appendClick(batch, rec, false); !ok {
+			unresolved = append(unresolved, *rec)
+		}
+	}
+	retryUnresolved := func(final bool) {
+		keep := unresolved[:0]
+		for i := range unresolved {
+			rec := &unresolved[i]
+			giveUp := final || time.Since(time.Unix(0, rec.at)) > 10*time.Second
+			var ok bool
+			if batch, ok = n.appendClick(batch, rec, giveUp); !ok {
+				keep = append(keep, *rec)
+			}
+		}
+		unresolved = keep
+	}
 	flush := func() {
 		if len(batch) == 0 {
 			return
@@ -42,19 +66,25 @@ func (n *Node) recordClicks(ctx context.Context) {
 			for {
 				select {
 				case rec := <-n.clicks:
-					batch = n.appendClick(batch, &rec)
+					add(&rec)
 				default:
+					retryUnresolved(true)
 					flush()
 					return
 				}
 			}
+		case <-retry.C:
+			if len(unresolved) > 0 {
+				retryUnresolved(false)
+				flush()
+			}
 		case rec := <-n.clicks:
-			batch = n.appendClick(batch, &rec)
+			add(&rec)
 		drain:
 			for len(batch) < cap(batch) {
 				select {
 				case rec := <-n.clicks:
-					batch = n.appendClick(batch, &rec)
+					add(&rec)
 				default:
 					break drain
 				}
@@ -65,14 +95,18 @@ func (n *Node) recordClicks(ctx context.Context) {
 }
 
 // appendClick turns a click record into an event, resolving names from the
-// local ledger replica, and counts it.
-func (n *Node) appendClick(batch []attribution.Event, r *clickRec) []attribution.Event {
+// local ledger replica, and counts it. It reports false, appending nothing,
+// when the replica does not know the inviter yet, unless force is set.
+func (n *Node) appendClick(batch []attribution.Event, r *clickRec, force bool) ([]attribution.Event, bool) {
 	camp := n.ledger.Campaigns().ByNumber(r.code.Campaign)
 	if camp == nil {
-		return batch
+		return batch, true // verified against a campaign since replaced: nothing to attribute
+	}
+	inviter, ok := n.ledger.InviterName(r.code.Campaign, r.code.Inviter)
+	if !ok && !force {
+		return batch, false
 	}
 	n.cluster.Counters().Add(camp.ID, 1)
-	inviter, _ := n.ledger.InviterName(r.code.Campaign, r.code.Inviter)
 	ev := attribution.Event{
 		ID:       newID(time.Unix(0, r.at)),
 		Kind:     attribution.KindClick,
@@ -90,5 +124,5 @@ func (n *Node) appendClick(batch []attribution.Event, r *clickRec) []attribution
 	if r.country[0] != 0 {
 		ev.Country = string(r.country[:])
 	}
-	return append(batch, ev)
+	return append(batch, ev), true
 }

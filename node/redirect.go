@@ -86,6 +86,13 @@ func (n *Node) redirect(ctx *fasthttp.RequestCtx, code []byte) {
 		return
 	}
 	camp := n.ledger.Campaigns().ByNumber(c.Campaign)
+	if camp == nil && !n.ready.Load() {
+		// A genuine code this restarting replica does not know yet.
+		ctx.Response.Header.Set("Retry-After", "1")
+		ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+		ctx.SetBodyString("starting, retry in a moment\n")
+		return
+	}
 	if camp == nil || now.Before(camp.StartsAt) || !now.Before(camp.EndsAt) {
 		n.linkNotFound(ctx)
 		return
@@ -193,6 +200,15 @@ func hopQuery(ctx *fasthttp.RequestCtx) string {
 	ctx.QueryArgs().CopyTo(&a)
 	a.Set("rr_hop", "1")
 	return a.String()
+}
+
+// country is the ISO country of ip from the GeoIP database, or "".
+func (n *Node) country(ip netip.Addr) string {
+	var pt geo.Point
+	if n.geo == nil || !ip.IsValid() || !n.geo.LookupPoint(ip, &pt) || pt.Country[0] == 0 {
+		return ""
+	}
+	return string(pt.Country[:])
 }
 
 // clientIP is the connection's address, or the forwarded one when the peer is

@@ -146,6 +146,9 @@ func (n *Node) register(ctx *fasthttp.RequestCtx) error {
 	if (req.Click == "") == (req.Code == "") {
 		return invalid("exactly one of click and code is required")
 	}
+	if !n.ready.Load() {
+		return notReady()
+	}
 	camp := n.ledger.Campaigns().ByID(req.Campaign)
 	if camp == nil {
 		return notFound("campaign %q not found", req.Campaign)
@@ -175,7 +178,10 @@ func (n *Node) register(ctx *fasthttp.RequestCtx) error {
 	if code.Campaign != camp.Number {
 		return invalid("the click or code belongs to another campaign")
 	}
-	inviter, _ := n.ledger.InviterName(code.Campaign, code.Inviter)
+	inviter, err := n.inviterName(code)
+	if err != nil {
+		return err
+	}
 
 	// Idempotency: the ledger's decision, else this node's pending entry.
 	if d, ok := n.ledger.RegistrationFor(req.Campaign, req.Invitee); ok {
@@ -186,7 +192,7 @@ func (n *Node) register(ctx *fasthttp.RequestCtx) error {
 	p, fresh, err := n.acknowledge(key, attribution.Event{
 		Kind: attribution.KindRegistration, At: now.UTC(), Node: n.cfg.Name, Region: n.cfg.Region,
 		Campaign: req.Campaign, Code: codeStr, Inviter: inviter, Invitee: req.Invitee, Device: req.Device,
-		IP: n.clientIP(ctx).String(), ClickAt: clickAt.UTC(),
+		IP: n.clientIP(ctx).String(), Country: n.country(n.clientIP(ctx)), ClickAt: clickAt.UTC(),
 	})
 	if err != nil {
 		return err
@@ -211,6 +217,30 @@ func (n *Node) register(ctx *fasthttp.RequestCtx) error {
 	default:
 	}
 	return n.writeJSON(ctx, fasthttp.StatusAccepted, map[string]string{"id": p.id, "status": "pending"})
+}
+
+// inviterName resolves a verified code's inviter from the local replica. A
+// link issued a moment ago through another node may not have reached this
+// replica yet: then a read barrier through the log catches it up once.
+func (n *Node) inviterName(code links.Code) (string, error) {
+	if name, ok := n.ledger.InviterName(code.Campaign, code.Inviter); ok {
+		return name, nil
+	}
+	ctx, cancel := n.requestContext()
+	defer cancel()
+	if _, err := n.applyAndWait(ctx, ledger.EncodeNoop()); err != nil {
+		return "", unavailable("ledger: %v", err)
+	}
+	if name, ok := n.ledger.InviterName(code.Campaign, code.Inviter); ok {
+		return name, nil
+	}
+	return "", invalid("the code's inviter is unknown to the ledger")
+}
+
+// notReady is the answer of a node whose replica has not caught up yet: a
+// retryable 503 rather than a final 404 for a campaign it does not know yet.
+func notReady() error {
+	return unavailable("node starting: the local replica is catching up; retry")
 }
 
 func waitParam(ctx *fasthttp.RequestCtx) (time.Duration, error) {
@@ -264,9 +294,9 @@ func (n *Node) acknowledge(key string, ev attribution.Event) (*pendingReg, bool,
 // enqueue queues p for submission to the ledger.
 func (n *Node) enqueue(p *pendingReg, seq uint64) {
 	r := n.regs
-	p.seq = seq
-	p.cmd = n.registerCommand(&p.ev)
+	cmd := n.registerCommand(&p.ev)
 	r.mu.Lock()
+	p.seq, p.cmd = seq, cmd
 	r.queue = append(r.queue, p)
 	r.mu.Unlock()
 	r.notify()
@@ -299,6 +329,9 @@ func (n *Node) getRegistration(ctx *fasthttp.RequestCtx, id string) error {
 	n.regs.mu.Unlock()
 	if ok {
 		return n.writeJSON(ctx, fasthttp.StatusOK, pendingView(p))
+	}
+	if !n.ready.Load() {
+		return notReady()
 	}
 	return notFound("registration %q not found on this node", id)
 }
@@ -383,9 +416,12 @@ func (n *Node) submitLoop(ctx context.Context) {
 // The ledger is idempotent by registration id, so retries decide once.
 func (n *Node) submit(ctx context.Context, p *pendingReg) {
 	backoff := 100 * time.Millisecond
+	n.regs.mu.Lock()
+	cmd := p.cmd
+	n.regs.mu.Unlock()
 	for {
 		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		_, err := n.cluster.Apply(actx, p.cmd)
+		_, err := n.cluster.Apply(actx, cmd)
 		cancel()
 		if err == nil {
 			// Decided on the leader; wait for the local replica to see it.
@@ -446,7 +482,13 @@ func (n *Node) commitSubmitterCursor() {
 	r.mu.Lock()
 	low := n.outbox.LastSeq() + 1
 	for _, p := range r.byID {
-		if p.owned && p.seq != 0 && p.seq < low {
+		if p.owned && p.seq == 0 {
+			// Its append is in flight: its sequence is not known yet and
+			// may be below low. Try again at the next tick.
+			r.mu.Unlock()
+			return
+		}
+		if p.owned && p.seq < low {
 			low = p.seq
 		}
 	}
