@@ -82,8 +82,10 @@ func breakdown(ctx context.Context, pool *pgxpool.Pool, campaign, col string) ([
 	q := fmt.Sprintf(`
 WITH c AS (SELECT %[1]s AS k, count(*) AS n FROM clicks WHERE campaign = $1 GROUP BY %[1]s),
      r AS (SELECT %[1]s AS k, count(*) AS n FROM registrations WHERE campaign = $1 GROUP BY %[1]s),
+     d AS (SELECT DISTINCT ON (registration_id) registration_id, status FROM decisions
+            WHERE campaign = $1 ORDER BY registration_id, at DESC, id DESC),
      w AS (SELECT r.%[1]s AS k, count(*) AS n FROM registrations r
-             JOIN decisions d ON d.registration_id = r.registration_id
+             JOIN d ON d.registration_id = r.registration_id
             WHERE r.campaign = $1 AND d.status = 'rewarded' GROUP BY r.%[1]s),
      keys AS (SELECT k FROM c UNION SELECT k FROM r)
 SELECT keys.k, coalesce(c.n, 0), coalesce(r.n, 0), coalesce(w.n, 0)
@@ -110,9 +112,11 @@ SELECT keys.k, coalesce(c.n, 0), coalesce(r.n, 0), coalesce(w.n, 0)
 
 func topInviters(ctx context.Context, pool *pgxpool.Pool, campaign string) ([]Inviter, error) {
 	const q = `
-WITH r AS (SELECT r.inviter, count(*) AS regs,
+WITH d AS (SELECT DISTINCT ON (registration_id) registration_id, status FROM decisions
+            WHERE campaign = $1 ORDER BY registration_id, at DESC, id DESC),
+     r AS (SELECT r.inviter, count(*) AS regs,
                   sum(CASE WHEN d.status = 'rewarded' THEN 1 ELSE 0 END) AS rewarded
-             FROM registrations r LEFT JOIN decisions d ON d.registration_id = r.registration_id
+             FROM registrations r LEFT JOIN d ON d.registration_id = r.registration_id
             WHERE r.campaign = $1 GROUP BY r.inviter),
      c AS (SELECT inviter, count(*) AS n FROM clicks WHERE campaign = $1 GROUP BY inviter),
      g AS (SELECT user_id, sum(value) AS v FROM grants WHERE campaign = $1 AND role = 'inviter' GROUP BY user_id)

@@ -43,11 +43,12 @@ CREATE TABLE IF NOT EXISTS registrations (
     country         TEXT NOT NULL
 );
 
--- Decisions: id is derived from the registration ("d-" + registration id), and there is
--- at most one decision per registration.
+-- Decisions: id is derived from the registration and the raft index of the decision
+-- ("d-<registration>-<index>"). A registration has one decision, or two when it was held and
+-- an admin then released or rejected it: the latest (by at) is the one that counts.
 CREATE TABLE IF NOT EXISTS decisions (
     id              TEXT PRIMARY KEY,
-    registration_id TEXT NOT NULL UNIQUE,
+    registration_id TEXT NOT NULL,
     at              TIMESTAMPTZ NOT NULL,
     node            TEXT NOT NULL,
     region          TEXT NOT NULL,
@@ -58,7 +59,7 @@ CREATE TABLE IF NOT EXISTS decisions (
     reason          TEXT NOT NULL
 );
 
--- Grants: id is derived ("g-" + registration id + "-" + role); one grant per role and registration.
+-- Grants: id is derived ("g-<registration>-<index>-<n>"); one grant per role and registration.
 CREATE TABLE IF NOT EXISTS grants (
     id              TEXT PRIMARY KEY,
     registration_id TEXT NOT NULL,
@@ -76,4 +77,5 @@ CREATE INDEX IF NOT EXISTS clicks_campaign_region ON clicks (campaign, region);
 CREATE INDEX IF NOT EXISTS clicks_campaign_country ON clicks (campaign, country);
 CREATE INDEX IF NOT EXISTS registrations_campaign ON registrations (campaign, region, country);
 CREATE INDEX IF NOT EXISTS decisions_campaign_status ON decisions (campaign, status);
+CREATE INDEX IF NOT EXISTS decisions_registration ON decisions (registration_id, at);
 CREATE INDEX IF NOT EXISTS grants_campaign_user ON grants (campaign, user_id);
