@@ -38,8 +38,27 @@ type pendingReg struct {
 	ev    attribution.Event
 	cmd   []byte        // encoded ledger command
 	done  chan struct{} // closed once decided on the local replica
-	dec   ledger.Decision
-	owned bool // this node holds it in its outbox (vs. only waited on)
+	owned bool          // this node holds it in its outbox (vs. only waited on)
+
+	// decided is closed once the decision is known here: from the leader's
+	// answer to the submission (one round trip earlier than the local
+	// replica learns the commit) or from the local replica, whichever is
+	// first. dec is written before, under registry.mu.
+	decided chan struct{}
+	hasDec  bool
+	dec     ledger.Decision
+}
+
+func newPending(ev attribution.Event, key string) *pendingReg {
+	return &pendingReg{id: ev.ID, key: key, ev: ev, done: make(chan struct{}), decided: make(chan struct{}), owned: true}
+}
+
+// settleLocked records d as p's decision if p has none yet. r.mu must be held.
+func (p *pendingReg) settleLocked(d ledger.Decision) {
+	if !p.hasDec {
+		p.dec, p.hasDec = d, true
+		close(p.decided)
+	}
 }
 
 // registry tracks the pending registrations owned by this node, the
@@ -206,13 +225,13 @@ func (n *Node) register(ctx *fasthttp.RequestCtx) error {
 		t := time.NewTimer(wait)
 		defer t.Stop()
 		select {
-		case <-p.done:
+		case <-p.decided:
 			return n.writeJSON(ctx, fasthttp.StatusOK, viewOf(p.dec))
 		case <-t.C:
 		}
 	}
 	select {
-	case <-p.done:
+	case <-p.decided:
 		return n.writeJSON(ctx, fasthttp.StatusOK, viewOf(p.dec))
 	default:
 	}
@@ -270,7 +289,7 @@ func (n *Node) acknowledge(key string, ev attribution.Event) (*pendingReg, bool,
 	}
 	ev.ID = newID(ev.At)
 	ev.Registration = ev.ID
-	p := &pendingReg{id: ev.ID, key: key, ev: ev, done: make(chan struct{}), owned: true}
+	p := newPending(ev, key)
 	r.byKey[key] = p
 	r.byID[p.id] = p
 	r.mu.Unlock()
@@ -326,9 +345,16 @@ func (n *Node) getRegistration(ctx *fasthttp.RequestCtx, id string) error {
 	}
 	n.regs.mu.Lock()
 	p, ok := n.regs.byID[id]
+	var view regView
+	if ok {
+		view = pendingView(p)
+		if p.hasDec {
+			view = viewOf(p.dec)
+		}
+	}
 	n.regs.mu.Unlock()
 	if ok {
-		return n.writeJSON(ctx, fasthttp.StatusOK, pendingView(p))
+		return n.writeJSON(ctx, fasthttp.StatusOK, view)
 	}
 	if !n.ready.Load() {
 		return notReady()
@@ -349,7 +375,7 @@ func (n *Node) onDecision(d ledger.Decision) {
 		if r.byKey[p.key] == p {
 			delete(r.byKey, p.key)
 		}
-		p.dec = d
+		p.settleLocked(d) // no-op when the leader's answer came first: it is the same decision
 		if p.owned {
 			r.decided = append(r.decided, p)
 		}
@@ -421,10 +447,16 @@ func (n *Node) submit(ctx context.Context, p *pendingReg) {
 	n.regs.mu.Unlock()
 	for {
 		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		_, err := n.cluster.Apply(actx, cmd)
+		res, err := n.cluster.Apply(actx, cmd)
 		cancel()
 		if err == nil {
-			// Decided on the leader; wait for the local replica to see it.
+			// Decided on the leader: answer waiters now, and wait for the
+			// local replica to apply it too (that settles the entry).
+			if d, derr := ledger.DecodeDecision(res); derr == nil && d.ID == p.id {
+				n.regs.mu.Lock()
+				p.settleLocked(d)
+				n.regs.mu.Unlock()
+			}
 			select {
 			case <-p.done:
 				return
@@ -556,7 +588,8 @@ func (n *Node) loadPending() error {
 	}
 	r := n.regs
 	for i, ev := range regs {
-		p := &pendingReg{id: ev.ID, key: ev.Campaign + "\x00" + ev.Invitee, ev: ev, done: make(chan struct{}), owned: true, seq: seqs[i]}
+		p := newPending(ev, ev.Campaign+"\x00"+ev.Invitee)
+		p.seq = seqs[i]
 		if decisions[ev.ID] {
 			continue
 		}
@@ -580,7 +613,7 @@ func (n *Node) resumePending(ctx context.Context) {
 	var settled []*pendingReg
 	for id, p := range r.byID {
 		if d, ok := n.ledger.Registration(id); ok {
-			p.dec = d
+			p.settleLocked(d)
 			settled = append(settled, p)
 			delete(r.byID, id)
 			if r.byKey[p.key] == p {
