@@ -129,7 +129,7 @@ func New(cfg Config, fsm FSM) (*Cluster, error) {
 		log:      log,
 		fsm:      newFSMAdapter(fsm, cfg.DedupWindow, log),
 		count:    newCounters(cfg.Name),
-		d:        dialer{key: cfg.ClusterKey, tls: cfg.TLS},
+		d:        dialer{key: cfg.ClusterKey, tls: cfg.TLS, hook: cfg.Dial},
 		ctx:      ctx,
 		cancel:   cancel,
 		meta:     meta,
@@ -216,7 +216,6 @@ func (c *Cluster) start(ctx context.Context) error {
 	}
 	rc := raftConfig(cfg)
 	rc.Logger = newHCLogger(c.log, "raft")
-	c.mux.start()
 	c.raft, err = raft.NewRaft(rc, c.fsm, logs, c.wal, snaps, c.trans)
 	if err != nil {
 		c.mux.close()
@@ -224,6 +223,9 @@ func (c *Cluster) start(ctx context.Context) error {
 	}
 	c.batch = newBatcher(c.raft, cfg.MaxBatch, cfg.MaxBatchDelay, cfg.ApplyTimeout, c.metrics.batch.Observe)
 	c.batch.start()
+	// Only now take connections: the forwarding handler uses c.raft and
+	// c.batch (a node restarted quickly gets forwarded commands at once).
+	c.mux.start()
 
 	obsCh := make(chan raft.Observation, 16)
 	c.observer = raft.NewObserver(obsCh, false, func(o *raft.Observation) bool {

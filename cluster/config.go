@@ -44,6 +44,12 @@ type Config struct {
 	Label      string   // memberlist cluster label
 	ClusterKey []byte   // authenticates the cluster port (raft and forwarding); nil means an empty key (insecure)
 	TLS        *tls.Config
+	// Dial, when set, opens every outgoing TCP connection on the cluster
+	// port (raft transport, forwarding RPC) instead of a net.Dialer; TLS and the
+	// cluster-key handshake still run on top. Used to route inter-node
+	// traffic through latency proxies (refrouter bench cluster). Gossip
+	// (memberlist) does not use it.
+	Dial DialFunc
 
 	Voter           bool // may be a raft voter
 	BootstrapExpect int  // 0: never bootstrap; see the package doc

@@ -4,7 +4,6 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -104,37 +103,6 @@ func serverHandshake(conn net.Conn, key []byte) (byte, error) {
 		return 0, ErrUnauthenticated
 	}
 	return kind, conn.SetDeadline(time.Time{})
-}
-
-// dialer opens authenticated connections to other nodes' cluster ports.
-type dialer struct {
-	key []byte
-	tls *tls.Config
-}
-
-func (d dialer) dial(addr string, kind byte, timeout time.Duration) (net.Conn, error) {
-	nd := &net.Dialer{Timeout: timeout}
-	var conn net.Conn
-	var err error
-	if d.tls != nil {
-		cfg := d.tls.Clone()
-		if cfg.ServerName == "" {
-			if host, _, herr := net.SplitHostPort(addr); herr == nil {
-				cfg.ServerName = host
-			}
-		}
-		conn, err = (&tls.Dialer{NetDialer: nd, Config: cfg}).Dial("tcp", addr)
-	} else {
-		conn, err = nd.Dial("tcp", addr)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("dial cluster %s: %w", addr, err)
-	}
-	if err := clientHandshake(conn, kind, d.key); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("handshake with %s: %w", addr, err)
-	}
-	return conn, nil
 }
 
 // mux accepts connections on the cluster port, authenticates them and hands
