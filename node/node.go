@@ -85,6 +85,9 @@ type Options struct {
 	Logger  *slog.Logger     // nil: slog.Default()
 	Version string           // reported in gossip metadata and /healthz
 	Now     func() time.Time // nil: time.Now
+	// Dial, when set, opens the node's outgoing cluster-port connections
+	// (cluster.Config.Dial), e.g. through latency proxies; nil: direct TCP.
+	Dial cluster.DialFunc
 }
 
 // New validates cfg, opens the node's state in cfg.DataDir and builds every
@@ -164,6 +167,7 @@ func New(cfg config.Config, opts Options) (*Node, error) {
 		Voter:            cfg.Voter,
 		BootstrapExpect:  cfg.BootstrapExpect,
 		DataDir:          filepath.Join(cfg.DataDir, "raft"),
+		Dial:             opts.Dial,
 		Logger:           opts.Logger,
 	}, n.ledger)
 	if err != nil {

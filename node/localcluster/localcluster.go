@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/refrouter/refrouter/cluster"
 	"github.com/refrouter/refrouter/config"
 	"github.com/refrouter/refrouter/node"
 	"gopkg.in/yaml.v3"
@@ -48,6 +49,10 @@ type Options struct {
 	Version  string
 	// Edit, when set, may change each node's configuration before it starts.
 	Edit func(i int, cfg *config.Config)
+	// Dial, when set, gives the cluster-port dialer of the node named from
+	// (node.Options.Dial), e.g. to route inter-node traffic through the
+	// latency proxies of bench/delay; nil or a nil result: direct TCP.
+	Dial func(from string) cluster.DialFunc
 }
 
 // Secrets are the cluster-wide keys and tokens of a local cluster, kept in
@@ -191,7 +196,11 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 	}
 	lc := &Cluster{Configs: cfgs, Secrets: s}
 	for _, c := range cfgs {
-		n, err := node.New(c, node.Options{Logger: o.Logger, Version: o.Version})
+		var dial cluster.DialFunc
+		if o.Dial != nil {
+			dial = o.Dial(c.Name)
+		}
+		n, err := node.New(c, node.Options{Logger: o.Logger, Version: o.Version, Dial: dial})
 		if err != nil {
 			lc.Shutdown(context.Background())
 			return nil, fmt.Errorf("node %s: %w", c.Name, err)
