@@ -155,10 +155,6 @@ func TestKill9MidTrafficExactlyOnce(t *testing.T) { testKill9(t, false) }
 // survivors still forward registrations to its address, and registrations sent to it
 // while it starts.
 func TestKill9FastRestart(t *testing.T) {
-	t.Skip("BUG: cluster/cluster.go:219 starts the mux (forward handler) before c.raft is set at :220; " +
-		"a forward arriving then panics in cluster/forward.go:56 c.raft.State() (nil pointer); and a node " +
-		"answers 404 campaign not found to registrations between its HTTP start and its replica catching up " +
-		"(see the H3 report)")
 	testKill9(t, true)
 }
 
