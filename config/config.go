@@ -6,6 +6,8 @@ package config
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -43,6 +45,17 @@ type Secret struct {
 	Gen      uint8     `yaml:"gen"`
 	Key      string    `yaml:"key"` // base64, at least 32 bytes once decoded
 	RetireAt time.Time `yaml:"retire_at,omitempty"`
+}
+
+// TLS configures mutual TLS on the cluster port (raft and forwarding). All
+// three files are PEM; CAFile holds the CA that signs every node's
+// certificate, and each certificate must name the host others dial
+// (advertise, or the cluster address's host) or set ServerName.
+type TLS struct {
+	CertFile   string `yaml:"cert_file"`
+	KeyFile    string `yaml:"key_file"`
+	CAFile     string `yaml:"ca_file"`
+	ServerName string `yaml:"server_name,omitempty"` // name to verify instead of the dialled host
 }
 
 // Routing selects how a node treats clients that are far from it.
@@ -91,6 +104,7 @@ type Config struct {
 	DBRegion map[string]string `yaml:"db_region"` // node region → database region (CockroachDB)
 	Migrate  bool              `yaml:"migrate"`   // apply schema migrations at start
 
+	ClusterTLS     TLS     `yaml:"cluster_tls"` // optional mTLS on the cluster port
 	Routing        Routing `yaml:"routing"`
 	OutboxMaxBytes int64   `yaml:"outbox_max_bytes"` // bound on the outbox; clicks are shed beyond it
 	LogLevel       string  `yaml:"log_level"`        // debug | info | warn | error
@@ -342,6 +356,9 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	if t := c.ClusterTLS; t != (TLS{}) && (t.CertFile == "" || t.KeyFile == "" || t.CAFile == "") {
+		return fieldErr("cluster_tls", "", "cert_file, key_file and ca_file are all needed for mutual TLS")
+	}
 	switch c.Routing.Mode {
 	case "", "local", "redirect":
 	default:
@@ -375,6 +392,7 @@ type Resolved struct {
 	ClusterKey []byte
 	Secrets    []Secret
 	DSN        string
+	ClusterTLS *tls.Config // nil without cluster_tls
 }
 
 // Resolve reads token, key, secret and DSN files and decodes keys.
@@ -426,6 +444,11 @@ func (c *Config) Resolve() (Resolved, error) {
 	if len(r.Secrets) == 0 {
 		return r, fieldErr("secrets", "", "no master link key")
 	}
+	if c.ClusterTLS != (TLS{}) {
+		if r.ClusterTLS, err = c.ClusterTLS.load(); err != nil {
+			return r, err
+		}
+	}
 	r.DSN = c.DSN
 	if c.DSNFile != "" {
 		b, err := os.ReadFile(c.DSNFile)
@@ -435,6 +458,31 @@ func (c *Config) Resolve() (Resolved, error) {
 		r.DSN = strings.TrimSpace(string(b))
 	}
 	return r, nil
+}
+
+// load builds the mutual-TLS configuration: this node's certificate, and
+// the CA that every peer's certificate (client or server) must chain to.
+func (t TLS) load() (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+	if err != nil {
+		return nil, &Error{Field: "cluster_tls.cert_file", Value: t.CertFile, Err: err}
+	}
+	pem, err := os.ReadFile(t.CAFile)
+	if err != nil {
+		return nil, &Error{Field: "cluster_tls.ca_file", Value: t.CAFile, Err: err}
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fieldErr("cluster_tls.ca_file", t.CAFile, "no PEM certificate in the file")
+	}
+	return &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		RootCAs:      pool,
+		ClientCAs:    pool,
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		ServerName:   t.ServerName,
+		MinVersion:   tls.VersionTLS13,
+	}, nil
 }
 
 func readKey(field, inline, file string) ([]byte, error) {

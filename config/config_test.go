@@ -144,3 +144,21 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestClusterTLS(t *testing.T) {
+	cfg, err := Parse(strings.NewReader(validYAML() + "cluster_tls: {cert_file: /x.crt}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ce *Error
+	if err := cfg.Validate(); !errors.As(err, &ce) || ce.Field != "cluster_tls" {
+		t.Fatalf("half a TLS config: %v", err)
+	}
+	cfg, _ = Parse(strings.NewReader(validYAML() + "cluster_tls: {cert_file: /nonexistent.crt, key_file: /nonexistent.key, ca_file: /nonexistent.ca}\n"))
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cfg.Resolve(); !errors.As(err, &ce) || ce.Field != "cluster_tls.cert_file" {
+		t.Fatalf("missing certificate: %v", err)
+	}
+}

@@ -2,8 +2,13 @@ package node_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
+	"fmt"
+	"github.com/refrouter/refrouter/config"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -372,4 +377,43 @@ func TestGossipKeyRotation(t *testing.T) {
 		e.c.Do(t, "GET", e.urls[0]+"/v1/nearest", "", nil).JSON(t, &n)
 		return len(n.Nodes) == 2
 	})
+}
+
+// TestClusterMutualTLS: with cluster_tls on every node, raft and forwarding
+// run over mutual TLS and the cluster works as before.
+func TestClusterMutualTLS(t *testing.T) {
+	files := testutil.WriteTLS(t, t.TempDir())
+	lc := testutil.StartCluster(t, nil, func(o *localcluster.Options) {
+		o.Edit = func(_ int, c *config.Config) {
+			c.ClusterTLS = config.TLS{CertFile: files.Cert, KeyFile: files.Key, CAFile: files.CA}
+		}
+	})
+	e := &env{t: t, lc: lc, c: testutil.NewClient(), admin: lc.Secrets.AdminToken, platform: lc.Secrets.PlatformToken}
+	for _, c := range lc.Configs {
+		e.urls = append(e.urls, c.PublicURL)
+	}
+	// Campaigns created on every node: at least two of them forward to the leader.
+	for i := range e.urls {
+		e.createCampaign(i, testutil.Campaign(fmt.Sprint("tls-", i), 100, 5))
+	}
+	l := e.link(2, "tls-0", "alice")
+	for i := range e.urls {
+		e.click(i, l.Code)
+	}
+	// The cluster port really demands a client certificate from the CA.
+	pem, err := os.ReadFile(files.CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	conn, err := tls.Dial("tcp", lc.Configs[0].Cluster, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
+	if err == nil {
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		_, err = conn.Read(make([]byte, 1))
+		conn.Close()
+	}
+	if err == nil {
+		t.Fatalf("a client without a certificate got through: %v", err)
+	}
 }
