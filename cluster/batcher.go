@@ -18,7 +18,11 @@ type pending struct {
 	done func(outcome, error)
 }
 
-const maxInflightEntries = 8
+// maxInflightEntries bounds the entries being committed at once. Over a WAN a
+// commit takes a round trip, so a small bound makes commands queue behind it:
+// with 8, the leader region of `refrouter bench cluster` (80 ms to its nearest
+// voter) answered in 142 ms at p50; with 64, in 119 ms.
+const maxInflightEntries = 64
 
 // batcher groups commands from local callers and forwarded requests into raft
 // entries on the leader, with at most maxInflightEntries entries in flight:
