@@ -129,9 +129,12 @@ PY
   done
 } | tee "$OUT/redirect-cpu.md"
 
-# Latency at half of refrouter's throughput, open loop.
+# Latency at half of refrouter's throughput, open loop, the same rate against each server, so
+# that the load generator's own share of the tail shows in the baselines too.
 HALF=$(( REQ[refrouter] / (ROUNDS * SECS) / 2 ))
-echo >&2; echo "latency at half load ($HALF req/s), refrouter bench redirect:" >&2
-taskset -c 1 "$BIN" bench redirect --target "bench-1@eu-central=http://127.0.0.1:$RP" --codes <(echo "$CODE") \
+echo >&2; echo "latency at half of refrouter's throughput ($HALF req/s), refrouter bench redirect:" >&2
+taskset -c 1 "$BIN" bench redirect \
+  --target "nginx@eu-central=http://127.0.0.1:$NP" --target "bare@eu-central=http://127.0.0.1:$BP" \
+  --target "refrouter@eu-central=http://127.0.0.1:$RP" --codes <(echo "$CODE") \
   --rate "$HALF" --connections 64 --duration "${SECS}s" --warmup 2s --cidrs 203.0.113.0/24,198.51.100.0/24 \
   --out "$OUT" | tee "$OUT/redirect-latency.txt"
