@@ -63,6 +63,31 @@ func (b *batcher) close() {
 	b.wg.Wait()
 }
 
+// shutdownGrace is how long a closing batcher waits for raft to answer an
+// entry already in flight.
+const shutdownGrace = time.Second
+
+// futureError waits for f. Raft v1.8 never answers a future whose entry was
+// already queued to its FSM goroutine when it shut down, so once the batcher
+// closes it waits at most shutdownGrace and answers ErrShutdown (callers
+// retry idempotently by command id). The goroutine left waiting on such a
+// future ends only with the process: raft holds it, not us.
+func (b *batcher) futureError(f raft.ApplyFuture) error {
+	errc := make(chan error, 1)
+	go func() { errc <- f.Error() }()
+	select {
+	case err := <-errc:
+		return err
+	case <-b.done:
+	}
+	select {
+	case err := <-errc:
+		return err
+	case <-time.After(shutdownGrace):
+		return ErrShutdown
+	}
+}
+
 // enqueue hands p to the batcher, blocking while the queue is full.
 func (b *batcher) enqueue(ctx context.Context, p *pending) error {
 	select {
@@ -154,7 +179,7 @@ func (b *batcher) loop() {
 func (b *batcher) await(f raft.ApplyFuture, batch []*pending) {
 	defer b.wg.Done()
 	defer func() { <-b.inflight }()
-	if err := f.Error(); err != nil {
+	if err := b.futureError(f); err != nil {
 		err = fmt.Errorf("raft apply: %w", err)
 		for _, p := range batch {
 			p.done(outcome{}, err)
