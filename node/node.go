@@ -61,7 +61,7 @@ type Node struct {
 	metrics *metrics
 	reg     *prometheus.Registry
 	server  *fasthttp.Server
-	ln      net.Listener
+	ln      *trackingListener
 
 	clicks  chan clickRec
 	clickID atomic.Uint64
@@ -245,7 +245,7 @@ func (n *Node) Start(ctx context.Context) error {
 		n.cluster.Shutdown(ctx)
 		return fmt.Errorf("listen %s: %w", n.cfg.Listen, err)
 	}
-	n.ln = ln
+	n.ln = newTrackingListener(ln)
 	n.goRun(func() { n.recordClicks(runCtx) })
 	n.goRun(func() { n.submitLoop(runCtx) })
 	n.goRun(func() { n.watchMembers(runCtx) })
@@ -259,7 +259,7 @@ func (n *Node) Start(ctx context.Context) error {
 		n.goRun(func() { n.runReplicator(runCtx) })
 	}
 	n.goRun(func() {
-		if err := n.server.Serve(ln); err != nil {
+		if err := n.server.Serve(n.ln); err != nil {
 			n.log.Error("http server stopped", "err", err)
 		}
 	})
@@ -350,7 +350,10 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		var errs []error
 		if n.ln != nil {
 			if err := n.server.ShutdownWithContext(ctx); err != nil {
-				errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+				// The drain deadline passed: close what is left, so that no
+				// client keeps talking to a node that is going away.
+				closed := n.ln.closeAll()
+				errs = append(errs, fmt.Errorf("http shutdown: %w (closed %d connections)", err, closed))
 			}
 		}
 		if n.stop != nil {
