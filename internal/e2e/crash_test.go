@@ -3,12 +3,9 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -28,37 +25,6 @@ func refrouterBinary(t *testing.T) string {
 		t.Fatalf("build refrouter: %v: %s", err, out)
 	}
 	return bin
-}
-
-// lowFreeBase returns a base port p such that p .. p+span-1 are free on 127.0.0.1 and
-// below the kernel's ephemeral range (32768-60999 here). A restarted process must bind its
-// old ports again; in the ephemeral range an outgoing connection (the survivors dialing the
-// dead node's address, even a TCP self-connect) may hold one of them meanwhile.
-func lowFreeBase(tb testing.TB, span int) int {
-	tb.Helper()
-	for range 200 {
-		base := 20000 + rand.IntN(1200)*10
-		ok := true
-		for p := base; p < base+span && ok; p++ {
-			ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
-			if err != nil {
-				ok = false
-				break
-			}
-			ln.Close()
-			pc, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(p))
-			if err != nil {
-				ok = false
-				break
-			}
-			pc.Close()
-		}
-		if ok {
-			return base
-		}
-	}
-	tb.Fatal("no free port range below 32000")
-	return 0
 }
 
 // proc is one `refrouter serve` process.
@@ -164,7 +130,7 @@ func testKill9(t *testing.T, fastRestart bool) {
 	}
 	dsn := pgtest.NewDB(t)
 	dir := t.TempDir()
-	o := localcluster.Options{Sites: localcluster.DemoSites, DataDir: dir, BasePort: lowFreeBase(t, 10), DSN: dsn}
+	o := localcluster.Options{Sites: localcluster.DemoSites, DataDir: dir, BasePort: testutil.FreeBase(t, 10), DSN: dsn}
 	secrets, err := localcluster.LoadSecrets(dir)
 	if err != nil {
 		t.Fatal(err)
