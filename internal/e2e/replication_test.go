@@ -266,7 +266,7 @@ func TestReplicationExactlyOnce(t *testing.T) {
 }
 
 // clusterAPI describes an in-process local cluster for the helpers.
-func clusterAPI(t *testing.T, lc *localcluster.Cluster) *api {
+func clusterAPI(t testing.TB, lc *localcluster.Cluster) *api {
 	a := &api{t: t, c: testutil.NewClient(), admin: lc.Secrets.AdminToken, platform: lc.Secrets.PlatformToken}
 	for _, c := range lc.Configs {
 		a.urls = append(a.urls, c.PublicURL)
