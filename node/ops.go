@@ -144,7 +144,7 @@ func (n *Node) nearest(ctx *fasthttp.RequestCtx) error {
 			nodes = append(nodes, nearestNode{Name: r.Name, Region: r.Region, URL: r.URL, DistanceKm: round1(r.DistanceKm)})
 		}
 	} else {
-		// Unknown location: this node first, then the others by name.
+		// Unknown location: this node first, then the others by their distance from it.
 		for _, r := range n.table.Rank(n.cfg.Lat, n.cfg.Lon) {
 			nodes = append(nodes, nearestNode{Name: r.Name, Region: r.Region, URL: r.URL})
 		}
