@@ -81,8 +81,8 @@ func (n *Node) campaignView(id string) (campaignView, bool) {
 // getCampaign handles GET /v1/campaigns/{id}: the local replica's campaign and
 // stats, with the cluster-wide click count from the gossip counters.
 func (n *Node) getCampaign(ctx *fasthttp.RequestCtx, id string) error {
-	if !n.ready.Load() {
-		return notReady()
+	if _, err := n.campaign(id); err != nil {
+		return err
 	}
 	v, ok := n.campaignView(id)
 	if !ok {
@@ -115,12 +115,9 @@ func (n *Node) issueLink(ctx *fasthttp.RequestCtx, campaign string) error {
 	if err := checkID("inviter", req.Inviter, true); err != nil {
 		return err
 	}
-	if !n.ready.Load() {
-		return notReady()
-	}
-	camp := n.ledger.Campaigns().ByID(campaign)
-	if camp == nil {
-		return notFound("campaign %q not found", campaign)
+	camp, err := n.campaign(campaign)
+	if err != nil {
+		return err
 	}
 	num, variant, ok := n.ledger.Inviter(campaign, req.Inviter)
 	status := fasthttp.StatusOK
@@ -192,8 +189,8 @@ func (n *Node) qr(ctx *fasthttp.RequestCtx, code string) error {
 
 // inviterProgress handles GET /v1/campaigns/{id}/inviters/{user}.
 func (n *Node) inviterProgress(ctx *fasthttp.RequestCtx, campaign, user string) error {
-	if n.ledger.Campaigns().ByID(campaign) == nil {
-		return notFound("campaign %q not found", campaign)
+	if _, err := n.campaign(campaign); err != nil {
+		return err
 	}
 	p, _ := n.ledger.Progress(campaign, user)
 	return n.writeJSON(ctx, fasthttp.StatusOK, p)
@@ -229,8 +226,8 @@ func (n *Node) joinTeam(ctx *fasthttp.RequestCtx, campaign, user string) error {
 	if err := checkID("team", req.Team, true); err != nil {
 		return err
 	}
-	if n.ledger.Campaigns().ByID(campaign) == nil {
-		return notFound("campaign %q not found", campaign)
+	if _, err := n.campaign(campaign); err != nil {
+		return err
 	}
 	return n.applySimple(ctx, ledger.EncodeJoinTeam(ledger.JoinTeam{Campaign: campaign, Inviter: user, Team: req.Team}))
 }
@@ -246,6 +243,28 @@ func (n *Node) applySimple(ctx *fasthttp.RequestCtx, cmd []byte) error {
 		return invalid("%v", err)
 	}
 	return n.writeJSON(ctx, fasthttp.StatusOK, map[string]bool{"ok": true})
+}
+
+// campaign returns a campaign from the local replica for an API request. A
+// campaign created a moment ago through another node may not have reached
+// this replica yet, so a miss costs one read barrier through the log before
+// it is a 404; a replica still catching up after a restart answers 503.
+func (n *Node) campaign(id string) (*ledger.Campaign, error) {
+	if !n.ready.Load() {
+		return nil, notReady()
+	}
+	if c := n.ledger.Campaigns().ByID(id); c != nil {
+		return c, nil
+	}
+	ctx, cancel := n.requestContext()
+	defer cancel()
+	if _, err := n.applyAndWait(ctx, ledger.EncodeNoop()); err != nil {
+		return nil, unavailable("ledger: %v", err)
+	}
+	if c := n.ledger.Campaigns().ByID(id); c != nil {
+		return c, nil
+	}
+	return nil, notFound("campaign %q not found", id)
 }
 
 // requestContext bounds a handler's work through the ledger. It is not

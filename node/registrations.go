@@ -165,12 +165,9 @@ func (n *Node) register(ctx *fasthttp.RequestCtx) error {
 	if (req.Click == "") == (req.Code == "") {
 		return invalid("exactly one of click and code is required")
 	}
-	if !n.ready.Load() {
-		return notReady()
-	}
-	camp := n.ledger.Campaigns().ByID(req.Campaign)
-	if camp == nil {
-		return notFound("campaign %q not found", req.Campaign)
+	camp, err := n.campaign(req.Campaign)
+	if err != nil {
+		return err
 	}
 	now := n.now()
 	var code links.Code
