@@ -144,7 +144,7 @@ func demoCmd() *cobra.Command {
 	f.StringVar(&geoip, "geoip", "", "GeoIP2/GeoLite2 or ip-location-db mmdb file (default: a small generated demo database)")
 	f.StringVar(&dsn, "dsn", "", "PostgreSQL/CockroachDB URL to replicate attribution into")
 	f.StringVar(&writeConfigs, "write-configs", "", "also write the three node configs into this directory")
-	f.StringVar(&logLevel, "log-level", "warn", "debug, info, warn or error")
+	f.StringVar(&logLevel, "log-level", "error", "debug, info, warn or error")
 	f.BoolVar(&jsonOut, "json", false, "print one JSON line once every node is ready")
 	return cmd
 }
