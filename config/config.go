@@ -82,9 +82,10 @@ type Config struct {
 	Advertise string   `yaml:"advertise"` // host other nodes use to reach gossip and cluster ports
 	Seeds     []string `yaml:"seeds"`     // gossip addresses of other nodes
 
-	Profile         string `yaml:"profile"`          // local | lan | wan
-	Voter           bool   `yaml:"voter"`            // takes part in raft votes
-	BootstrapExpect int    `yaml:"bootstrap_expect"` // voters to wait for before the first election
+	Profile           string        `yaml:"profile"`             // local | lan | wan
+	DeadServerTimeout time.Duration `yaml:"dead_server_timeout"` // raft drops a member dead this long (0: the profile's default)
+	Voter             bool          `yaml:"voter"`               // takes part in raft votes
+	BootstrapExpect   int           `yaml:"bootstrap_expect"`    // voters to wait for before the first election
 
 	DataDir string `yaml:"data_dir"` // raft log, snapshots and the outbox live here
 
@@ -229,6 +230,14 @@ func (c *Config) Set(key, value string) error {
 			continue
 		}
 		fv := v.Field(i)
+		if f.Type == reflect.TypeOf(time.Duration(0)) {
+			d, err := time.ParseDuration(value)
+			if err != nil {
+				return fieldErr(key, value, "not a duration like 30s")
+			}
+			fv.SetInt(int64(d))
+			return nil
+		}
 		switch f.Type.Kind() {
 		case reflect.String:
 			fv.SetString(value)
@@ -322,6 +331,9 @@ func (c *Config) Validate() error {
 	case "local", "lan", "wan":
 	default:
 		return fieldErr("profile", c.Profile, "must be local, lan or wan")
+	}
+	if c.DeadServerTimeout < 0 {
+		return fieldErr("dead_server_timeout", c.DeadServerTimeout.String(), "must not be negative")
 	}
 	if c.BootstrapExpect < 0 || c.BootstrapExpect > 9 {
 		return fieldErr("bootstrap_expect", strconv.Itoa(c.BootstrapExpect), "must be within 0-9")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 func validYAML() string {
@@ -86,6 +87,16 @@ func TestValidateNamesFieldAndValue(t *testing.T) {
 	}
 }
 
+func TestDurationFromYAML(t *testing.T) {
+	cfg, err := Parse(strings.NewReader(validYAML() + "dead_server_timeout: 2m\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.DeadServerTimeout != 2*time.Minute {
+		t.Fatalf("dead_server_timeout = %v", cfg.DeadServerTimeout)
+	}
+}
+
 func TestBadRole(t *testing.T) {
 	cfg, err := Parse(strings.NewReader(strings.Replace(validYAML(), "role: admin", "role: root", 1)))
 	if err != nil {
@@ -115,6 +126,12 @@ func TestEnvOverrides(t *testing.T) {
 	}
 	if cfg.Name != "iad-1" || len(cfg.Seeds) != 2 || cfg.Seeds[1] != "b:2" || cfg.Voter || cfg.Lat != 38.95 {
 		t.Errorf("env not applied: %+v", cfg)
+	}
+	if err := cfg.ApplyEnv([]string{"REFROUTER_DEAD_SERVER_TIMEOUT=45s"}); err != nil || cfg.DeadServerTimeout != 45*time.Second {
+		t.Errorf("duration from env: %v %v", cfg.DeadServerTimeout, err)
+	}
+	if err := cfg.ApplyEnv([]string{"REFROUTER_DEAD_SERVER_TIMEOUT=soon"}); err == nil {
+		t.Error("bad duration accepted")
 	}
 	if err := cfg.ApplyEnv([]string{"REFROUTER_LAT=north"}); err == nil || !strings.Contains(err.Error(), "REFROUTER_LAT") {
 		t.Errorf("bad env value: %v", err)
