@@ -1,11 +1,9 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -67,44 +65,18 @@ type acked struct {
 
 // httpClient is for goroutines, where testutil.Client (which fails the test on transport
 // errors) cannot be used: it returns errors instead.
-var httpClient = &http.Client{
+var httpClient = &testutil.Client{HTTP: &http.Client{
 	Timeout:       10 * time.Second,
 	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-}
+}}
 
 // call sends one JSON request and returns the status and body.
 func call(method, url, token string, body any, hdr ...string) (int, []byte, error) {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return 0, nil, fmt.Errorf("encode body: %w", err)
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(method, url, rd)
+	r, err := httpClient.Send(context.Background(), method, url, token, body, hdr...)
 	if err != nil {
-		return 0, nil, fmt.Errorf("new request: %w", err)
+		return 0, nil, err
 	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		return 0, nil, fmt.Errorf("%s %s: %w", method, url, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return resp.StatusCode, nil, fmt.Errorf("%s %s: read body: %w", method, url, err)
-	}
-	return resp.StatusCode, b, nil
+	return r.Status, r.Body, nil
 }
 
 // api is a cluster as the tests use it: node URLs, names, regions and tokens.

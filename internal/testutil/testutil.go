@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -132,10 +133,21 @@ func (r *Response) JSON(tb testing.TB, v any) {
 	}
 }
 
-// Do sends one request. body may be nil, a string or []byte (sent as is), or
-// anything else (sent as JSON).
+// Do sends one request and fails the test on a transport error. body may be
+// nil, a string or []byte (sent as is), or anything else (sent as JSON);
+// hdr holds header name, value pairs.
 func (c *Client) Do(tb testing.TB, method, url, token string, body any, hdr ...string) *Response {
 	tb.Helper()
+	r, err := c.Send(context.Background(), method, url, token, body, hdr...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return r
+}
+
+// Send is Do for code that must not stop the test, such as client
+// goroutines: it returns the transport error instead.
+func (c *Client) Send(ctx context.Context, method, url, token string, body any, hdr ...string) (*Response, error) {
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -146,13 +158,13 @@ func (c *Client) Do(tb testing.TB, method, url, token string, body any, hdr ...s
 	default:
 		j, err := json.Marshal(b)
 		if err != nil {
-			tb.Fatal(err)
+			return nil, fmt.Errorf("encode body: %w", err)
 		}
 		rd = bytes.NewReader(j)
 	}
-	req, err := http.NewRequest(method, url, rd)
+	req, err := http.NewRequestWithContext(ctx, method, url, rd)
 	if err != nil {
-		tb.Fatal(err)
+		return nil, fmt.Errorf("new request: %w", err)
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
@@ -165,14 +177,14 @@ func (c *Client) Do(tb testing.TB, method, url, token string, body any, hdr ...s
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
-		tb.Fatalf("%s %s: %v", method, url, err)
+		return nil, fmt.Errorf("%s %s: %w", method, url, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		tb.Fatalf("%s %s: read body: %v", method, url, err)
+		return nil, fmt.Errorf("%s %s: read body: %w", method, url, err)
 	}
-	return &Response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+	return &Response{Status: resp.StatusCode, Header: resp.Header, Body: b}, nil
 }
 
 // Campaign returns a campaign body (API.md shape) with the given id, budget and cap.

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -100,32 +101,16 @@ func (a *httpAPI) close() {
 }
 
 func (a *httpAPI) do(ctx context.Context, method, url string, body any) (int, []byte, error) {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return 0, nil, fmt.Errorf("encode body: %w", err)
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, url, rd)
+	u, err := neturl.Parse(url)
 	if err != nil {
-		return 0, nil, fmt.Errorf("new request: %w", err)
+		return 0, nil, fmt.Errorf("parse %q: %w", url, err)
 	}
-	req.Header.Set("Authorization", "Bearer "+a.token)
-	if rd != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := a.client(req.URL.Host).Do(req)
+	c := testutil.Client{HTTP: a.client(u.Host)}
+	r, err := c.Send(ctx, method, url, a.token, body)
 	if err != nil {
-		return 0, nil, fmt.Errorf("%s %s: %w", method, url, err)
+		return 0, nil, err
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return resp.StatusCode, nil, fmt.Errorf("%s %s: read body: %w", method, url, err)
-	}
-	return resp.StatusCode, b, nil
+	return r.Status, r.Body, nil
 }
 
 // apiDecision is the API shape of a registration (API.md).
