@@ -195,6 +195,7 @@ func (l *Ledger) ApplyBatch(index uint64, at time.Time, cmds [][]byte) [][]byte 
 	if changed {
 		l.publishLocked()
 	}
+	s.checkInvariants()
 	obs, notes := l.observer, s.notes
 	s.notes = nil
 	l.mu.Unlock()
