@@ -95,3 +95,18 @@ func appendValue(dst []byte, v value) []byte {
 	}
 	return append(dst, buf[:]...)
 }
+
+// IsCodeShaped reports whether s has the shape of a share code: CodeLen
+// characters of the base62 alphabet. It says nothing about the tag; routers
+// use it to tell a code path from other paths without allocating.
+func IsCodeShaped[T ~string | ~[]byte](s T) bool {
+	if len(s) != CodeLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if _, ok := digit(s[i]); !ok {
+			return false
+		}
+	}
+	return true
+}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/refrouter/refrouter/config"
+	"github.com/refrouter/refrouter/links"
 	"github.com/valyala/fasthttp"
 )
 
@@ -140,7 +141,7 @@ func (n *Node) route(ctx *fasthttp.RequestCtx, path []byte) (string, error) {
 		return "registrations.get", n.only(ctx, "GET", n.authAny(func(ctx *fasthttp.RequestCtx) error { return n.getRegistration(ctx, seg[2]) }))
 	case len(seg) == 4 && seg[0] == "v1" && seg[1] == "registrations" && seg[3] == "review":
 		return "registrations.review", n.only(ctx, "POST", n.auth(config.RoleAdmin, func(ctx *fasthttp.RequestCtx) error { return n.review(ctx, seg[2]) }))
-	case len(seg) == 2 && seg[1] == "qr.png" && isCode(seg[0]):
+	case len(seg) == 2 && seg[1] == "qr.png" && links.IsCodeShaped(seg[0]):
 		return "qr", n.only(ctx, "GET", func(ctx *fasthttp.RequestCtx) error { return n.qr(ctx, seg[0]) })
 	case len(seg) == 1 && !strings.HasPrefix(p, "/v1") && seg[0] != "":
 		// Anything else at the top level looks like a (bad) share code.

@@ -16,36 +16,9 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// codeLen is the length of every share code (links package).
-const codeLen = 16
-
 // isCodePath reports whether path is "/" followed by exactly one share code.
 func isCodePath(path []byte) bool {
-	if len(path) != codeLen+1 || path[0] != '/' {
-		return false
-	}
-	for _, c := range path[1:] {
-		if !isBase62(c) {
-			return false
-		}
-	}
-	return true
-}
-
-func isCode(s string) bool {
-	if len(s) != codeLen {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !isBase62(s[i]) {
-			return false
-		}
-	}
-	return true
-}
-
-func isBase62(c byte) bool {
-	return c >= '0' && c <= '9' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z'
+	return len(path) > 0 && path[0] == '/' && links.IsCodeShaped(path[1:])
 }
 
 // clickRec is what the redirect hands to the click recorder: fixed size and
@@ -57,7 +30,7 @@ type clickRec struct {
 	at      int64 // unix nanoseconds
 	ip      netip.Addr
 	country [2]byte
-	codeStr [codeLen]byte
+	codeStr [links.CodeLen]byte
 	uaLen   uint8
 	ua      [160]byte
 }
