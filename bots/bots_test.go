@@ -3,8 +3,6 @@ package bots
 import (
 	"bytes"
 	"errors"
-	"go/parser"
-	"go/token"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -230,16 +228,6 @@ func FuzzIsBot(f *testing.F) {
 			t.Fatalf("IsBot(%q) differs from IsBot(%q)", up, ua)
 		}
 	})
-}
-
-func TestPackageDoc(t *testing.T) {
-	f, err := parser.ParseFile(token.NewFileSet(), "bots.go", nil, parser.ParseComments|parser.PackageClauseOnly)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if f.Doc == nil || !strings.HasPrefix(f.Doc.Text(), "Package bots ") {
-		t.Fatal("bots.go lacks a package doc comment starting with \"Package bots \"")
-	}
 }
 
 const typicalUA = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1"

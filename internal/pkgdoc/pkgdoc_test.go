@@ -12,8 +12,8 @@ import (
 )
 
 // TestDocComments walks the module (not deploy/, its own module) and checks
-// that each package has a doc comment and each exported top-level name of
-// non-test files has one too.
+// that each package has a doc comment starting "Package <name> " ("Command "
+// for main) and each exported top-level name of non-test files has one too.
 func TestDocComments(t *testing.T) {
 	root := filepath.Join("..", "..")
 	dirs := map[string][]string{}
@@ -51,7 +51,14 @@ func TestDocComments(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if file.Doc != nil && strings.TrimSpace(file.Doc.Text()) != "" {
+			if file.Doc != nil {
+				want := "Package " + file.Name.Name + " "
+				if file.Name.Name == "main" {
+					want = "Command "
+				}
+				if !strings.HasPrefix(file.Doc.Text(), want) {
+					t.Errorf("%s: package doc comment does not start with %q", f, want)
+				}
 				hasDoc = true
 			}
 			if file.Name.Name == "main" {
