@@ -123,7 +123,7 @@ func New(cfg config.Config, opts Options) (*Node, error) {
 	if n.trusted, err = clientip.ParsePrefixes(cfg.TrustedProxies); err != nil {
 		return nil, fmt.Errorf("config: trusted_proxies: %w", err)
 	}
-	if n.keys, err = newKeyring(sec.Secrets, n.now()); err != nil {
+	if n.keys, err = NewKeyring(sec.Secrets, n.now()); err != nil {
 		return nil, err
 	}
 	if len(cfg.GeoIP) > 0 {
@@ -208,7 +208,10 @@ func keyList(k []byte) [][]byte {
 	return [][]byte{k}
 }
 
-func newKeyring(secrets []config.Secret, now time.Time) (*links.Keyring, error) {
+// NewKeyring builds the link keyring from the configured master keys: every
+// generation verifies until its retire_at, the newest one not retired at now
+// issues. `refrouter link` uses it offline, the node at start.
+func NewKeyring(secrets []config.Secret, now time.Time) (*links.Keyring, error) {
 	keys := make([]links.MasterKey, 0, len(secrets))
 	for _, s := range secrets {
 		k, err := base64.StdEncoding.DecodeString(s.Key)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/refrouter/refrouter/config"
 	"github.com/refrouter/refrouter/links"
+	"github.com/refrouter/refrouter/node"
 	"github.com/spf13/cobra"
 )
 
@@ -25,23 +26,7 @@ func keyringFromConfig(path string) (*links.Keyring, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newKeyringFrom(sec.Secrets)
-}
-
-func newKeyringFrom(secrets []config.Secret) (*links.Keyring, error) {
-	keys := make([]links.MasterKey, 0, len(secrets))
-	for _, s := range secrets {
-		k, err := decodeKey(s.Key)
-		if err != nil {
-			return nil, fmt.Errorf("secrets gen %d: %w", s.Gen, err)
-		}
-		keys = append(keys, links.MasterKey{Gen: s.Gen, Key: k, RetireAt: s.RetireAt})
-	}
-	cur, ok := links.LatestGen(keys, time.Now())
-	if !ok {
-		return nil, errors.New("every master link key is retired")
-	}
-	return links.NewKeyring(keys, cur)
+	return node.NewKeyring(sec.Secrets, time.Now())
 }
 
 func linkCmd() *cobra.Command {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -21,14 +20,6 @@ import (
 	"github.com/refrouter/refrouter/geo/geotest"
 	"github.com/spf13/cobra"
 )
-
-func decodeKey(s string) ([]byte, error) {
-	k, err := base64.StdEncoding.DecodeString(s)
-	if err != nil {
-		return nil, fmt.Errorf("key is not base64: %w", err)
-	}
-	return k, nil
-}
 
 func geoCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "geo", Short: "GeoIP database tools"}
