@@ -71,15 +71,10 @@ func (n *Node) redirect(ctx *fasthttp.RequestCtx, code []byte) {
 		return
 	}
 	ip := n.clientIP(ctx)
-	var pt geo.Point
-	if n.geo != nil && ip.IsValid() {
-		n.geo.LookupPoint(ip, &pt)
-	}
-	if n.policy.Mode == "redirect" && pt.OK && pt.HasCoords && len(ctx.QueryArgs().PeekBytes(hdrHop)) == 0 {
-		if target, far := n.policy.Decide(n.table, n.cfg.Name, float64(pt.Lat), float64(pt.Lon), true, false); far {
-			n.redirectFar(ctx, target.URL, code)
-			return
-		}
+	pt := n.locate(ip)
+	if target, far := n.farTarget(ctx, &pt); far {
+		n.redirectFar(ctx, target, code)
+		return
 	}
 	dest := camp.Destination
 	var sticky string
@@ -149,15 +144,21 @@ func (n *Node) redirectFar(ctx *fasthttp.RequestCtx, base string, code []byte) {
 	n.metrics.redirFar.Inc()
 }
 
-// farTarget reports the nearer node a client should be sent to under the
-// redirect policy (never for a request that was already redirected once).
-func (n *Node) farTarget(ctx *fasthttp.RequestCtx) (string, bool) {
-	if n.policy.Mode != "redirect" || n.geo == nil || len(ctx.QueryArgs().PeekBytes(hdrHop)) > 0 {
-		return "", false
-	}
+// locate looks ip up in the GeoIP database (a zero Point when there is none
+// or the address is unknown). It does not allocate.
+func (n *Node) locate(ip netip.Addr) geo.Point {
 	var pt geo.Point
-	ip := n.clientIP(ctx)
-	if !ip.IsValid() || !n.geo.LookupPoint(ip, &pt) || !pt.HasCoords {
+	if n.geo != nil && ip.IsValid() {
+		n.geo.LookupPoint(ip, &pt)
+	}
+	return pt
+}
+
+// farTarget reports the URL of the nearer node a client at pt should be sent
+// to under the redirect policy (never for a request that was already
+// redirected once, nor to a node without a URL).
+func (n *Node) farTarget(ctx *fasthttp.RequestCtx, pt *geo.Point) (string, bool) {
+	if n.policy.Mode != "redirect" || !pt.OK || !pt.HasCoords || len(ctx.QueryArgs().PeekBytes(hdrHop)) > 0 {
 		return "", false
 	}
 	target, far := n.policy.Decide(n.table, n.cfg.Name, float64(pt.Lat), float64(pt.Lon), true, false)
@@ -175,10 +176,9 @@ func hopQuery(ctx *fasthttp.RequestCtx) string {
 	return a.String()
 }
 
-// country is the ISO country of ip from the GeoIP database, or "".
-func (n *Node) country(ip netip.Addr) string {
-	var pt geo.Point
-	if n.geo == nil || !ip.IsValid() || !n.geo.LookupPoint(ip, &pt) || pt.Country[0] == 0 {
+// country is the ISO country of pt, or "".
+func country(pt *geo.Point) string {
+	if !pt.OK || pt.Country[0] == 0 {
 		return ""
 	}
 	return string(pt.Country[:])

@@ -139,7 +139,9 @@ func checkID(field, v string, required bool) error {
 // before the answer), submit to the ledger, answer 202 (or 200 with the
 // decision when ?wait= sees it).
 func (n *Node) register(ctx *fasthttp.RequestCtx) error {
-	if target, ok := n.farTarget(ctx); ok {
+	ip := n.clientIP(ctx)
+	pt := n.locate(ip)
+	if target, ok := n.farTarget(ctx, &pt); ok {
 		// 307 keeps the method and body: the client posts the same
 		// registration to the nearer node.
 		ctx.Response.Header.Set("Location", target+"/v1/registrations?"+hopQuery(ctx))
@@ -208,7 +210,7 @@ func (n *Node) register(ctx *fasthttp.RequestCtx) error {
 	p, fresh, err := n.acknowledge(key, attribution.Event{
 		Kind: attribution.KindRegistration, At: now.UTC(), Node: n.cfg.Name, Region: n.cfg.Region,
 		Campaign: req.Campaign, Code: codeStr, Inviter: inviter, Invitee: req.Invitee, Device: req.Device,
-		IP: n.clientIP(ctx).String(), Country: n.country(n.clientIP(ctx)), ClickAt: clickAt.UTC(),
+		IP: ip.String(), Country: country(&pt), ClickAt: clickAt.UTC(),
 	})
 	if err != nil {
 		return err
