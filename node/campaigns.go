@@ -256,15 +256,25 @@ func (n *Node) campaign(id string) (*ledger.Campaign, error) {
 	if c := n.ledger.Campaigns().ByID(id); c != nil {
 		return c, nil
 	}
-	ctx, cancel := n.requestContext()
-	defer cancel()
-	if _, err := n.applyAndWait(ctx, ledger.EncodeNoop()); err != nil {
-		return nil, unavailable("ledger: %v", err)
+	if err := n.readBarrier(); err != nil {
+		return nil, err
 	}
 	if c := n.ledger.Campaigns().ByID(id); c != nil {
 		return c, nil
 	}
 	return nil, notFound("campaign %q not found", id)
+}
+
+// readBarrier returns once this replica has applied everything committed
+// before the call: a no-op through the log. API reads use it after a local
+// miss, so that a write made a moment ago through another node is seen.
+func (n *Node) readBarrier() error {
+	ctx, cancel := n.requestContext()
+	defer cancel()
+	if _, err := n.applyAndWait(ctx, ledger.EncodeNoop()); err != nil {
+		return unavailable("ledger: %v", err)
+	}
+	return nil
 }
 
 // requestContext bounds a handler's work through the ledger. It is not

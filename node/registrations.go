@@ -244,10 +244,8 @@ func (n *Node) inviterName(code links.Code) (string, error) {
 	if name, ok := n.ledger.InviterName(code.Campaign, code.Inviter); ok {
 		return name, nil
 	}
-	ctx, cancel := n.requestContext()
-	defer cancel()
-	if _, err := n.applyAndWait(ctx, ledger.EncodeNoop()); err != nil {
-		return "", unavailable("ledger: %v", err)
+	if err := n.readBarrier(); err != nil {
+		return "", err
 	}
 	if name, ok := n.ledger.InviterName(code.Campaign, code.Inviter); ok {
 		return name, nil
