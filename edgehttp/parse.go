@@ -1,0 +1,276 @@
+package edgehttp
+
+import (
+	"bytes"
+	"time"
+)
+
+// Request is one request the fast path answers. Its byte slices point into
+// the connection's read buffer and are valid only during the Serve call.
+type Request struct {
+	// Head is set for HEAD, clear for GET (the only two methods served here).
+	Head bool
+	// Path is the request target up to '?', starting with '/'.
+	Path []byte
+	// Query is the request target after '?' (nil when there is none).
+	Query []byte
+	// Host, UserAgent, XForwardedFor, Forwarded, AcceptLanguage and Cookie are
+	// the values of those headers (nil when absent), with surrounding blanks
+	// trimmed. Each appears at most once: a request repeating one of them goes
+	// to the fallback server, which knows how to combine them.
+	Host, UserAgent, XForwardedFor, Forwarded, AcceptLanguage, Cookie []byte
+	// Close is set when the client asked to close the connection after this
+	// request (Connection: close).
+	Close bool
+	// Now is when the request was read: the server reads the clock once per
+	// batch of requests read together.
+	Now time.Time
+}
+
+// parseResult says what parseRequest made of the start of a buffer.
+type parseResult int
+
+const (
+	// needMore: the buffer holds the beginning of a request that may still
+	// turn out fast; read more.
+	needMore parseResult = iota
+	// fast: a whole request the fast path may answer; n bytes long.
+	fast
+	// fallback: anything else; the request (and the connection) go to the
+	// fallback server, which answers it, errors included.
+	fallback
+)
+
+// parseRequest parses the request at the start of b. It accepts a strict
+// subset of HTTP/1.1 only: "GET" or "HEAD", an origin-form target of visible
+// ASCII, exactly "HTTP/1.1", CRLF line ends, token header names, no obs-fold,
+// a non-empty Host header, no body (no Content-Length or Transfer-Encoding), no
+// Upgrade or Expect, no Connection option other than keep-alive or close,
+// and no repeated header among those Request carries. Everything outside it
+// is the fallback server's to answer or reject, so this parser never has to
+// produce an error response and cannot disagree with the fallback about
+// where a request ends (it only ever claims requests without a body).
+//
+// match is asked whether the path is one the fast path serves; it is called
+// before the headers are read, so a request for any other path goes to the
+// fallback as soon as its request line is in.
+func parseRequest(b []byte, r *Request, match func(path []byte) bool) (parseResult, int) {
+	*r = Request{}
+	// Request line.
+	eol := bytes.IndexByte(b, '\n')
+	if eol < 0 {
+		if len(b) > 0 && !couldStartFast(b) {
+			return fallback, 0
+		}
+		return needMore, 0
+	}
+	line, ok := crlfLine(b[:eol+1])
+	if !ok {
+		return fallback, 0
+	}
+	switch {
+	case bytes.HasPrefix(line, []byte("GET ")):
+		line = line[4:]
+	case bytes.HasPrefix(line, []byte("HEAD ")):
+		r.Head = true
+		line = line[5:]
+	default:
+		return fallback, 0
+	}
+	sp := bytes.IndexByte(line, ' ')
+	if sp <= 0 || string(line[sp+1:]) != "HTTP/1.1" {
+		return fallback, 0
+	}
+	target := line[:sp]
+	if target[0] != '/' || !visible(target) {
+		return fallback, 0
+	}
+	r.Path = target
+	if q := bytes.IndexByte(target, '?'); q >= 0 {
+		r.Path, r.Query = target[:q], target[q+1:]
+	}
+	if bytes.IndexByte(target, '#') >= 0 || !match(r.Path) {
+		return fallback, 0
+	}
+
+	// Header fields.
+	off := eol + 1
+	for {
+		rest := b[off:]
+		nl := bytes.IndexByte(rest, '\n')
+		if nl < 0 {
+			return needMore, 0
+		}
+		field, ok := crlfLine(rest[:nl+1])
+		if !ok {
+			return fallback, 0
+		}
+		off += nl + 1
+		if len(field) == 0 {
+			break // end of the header block
+		}
+		colon := bytes.IndexByte(field, ':')
+		if colon <= 0 || !isToken(field[:colon]) {
+			return fallback, 0 // includes obs-fold (a leading blank)
+		}
+		name, value := field[:colon], trimOWS(field[colon+1:])
+		if !fieldValue(value) {
+			return fallback, 0
+		}
+		var dst *[]byte
+		switch len(name) {
+		case 4:
+			if equalFold(name, "host") {
+				dst = &r.Host
+			}
+		case 6:
+			if equalFold(name, "cookie") {
+				dst = &r.Cookie
+			} else if equalFold(name, "expect") {
+				return fallback, 0
+			}
+		case 7:
+			if equalFold(name, "upgrade") {
+				return fallback, 0
+			}
+		case 9:
+			if equalFold(name, "forwarded") {
+				dst = &r.Forwarded
+			}
+		case 10:
+			if equalFold(name, "user-agent") {
+				dst = &r.UserAgent
+			} else if equalFold(name, "connection") {
+				// Other spellings and option lists are the fallback's, so
+				// that both servers read them alike.
+				switch string(value) {
+				case "close":
+					r.Close = true
+				case "keep-alive", "Keep-Alive":
+				default:
+					return fallback, 0
+				}
+			}
+		case 14:
+			if equalFold(name, "content-length") {
+				return fallback, 0
+			}
+		case 15:
+			if equalFold(name, "x-forwarded-for") {
+				dst = &r.XForwardedFor
+			} else if equalFold(name, "accept-language") {
+				dst = &r.AcceptLanguage
+			}
+		case 17:
+			if equalFold(name, "transfer-encoding") {
+				return fallback, 0
+			}
+		}
+		if dst != nil {
+			if *dst != nil {
+				return fallback, 0 // repeated: the fallback combines or rejects
+			}
+			*dst = value // non-nil even when empty: a subslice of b
+		}
+	}
+	if len(r.Host) == 0 {
+		return fallback, 0 // missing or empty: the fallback answers 400
+	}
+	return fast, off
+}
+
+// couldStartFast reports whether an incomplete request line may still become
+// a fast request (a prefix of "GET /" or "HEAD /" at least).
+func couldStartFast(b []byte) bool {
+	for _, m := range [...]string{"GET /", "HEAD /"} {
+		n := min(len(b), len(m))
+		if string(b[:n]) == m[:n] {
+			return true
+		}
+	}
+	return false
+}
+
+// crlfLine returns line without its CRLF end; false for a bare LF or a CR
+// inside the line.
+func crlfLine(line []byte) ([]byte, bool) {
+	n := len(line)
+	if n < 2 || line[n-2] != '\r' {
+		return nil, false
+	}
+	line = line[:n-2]
+	return line, bytes.IndexByte(line, '\r') < 0
+}
+
+// visible reports whether b is all visible ASCII (0x21-0x7e).
+func visible(b []byte) bool {
+	for _, c := range b {
+		if c < 0x21 || c > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// fieldValue reports whether b is a valid field value without control
+// characters (horizontal tab allowed, obs-text allowed).
+func fieldValue(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// trimOWS trims spaces and tabs at both ends.
+func trimOWS(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// tchar marks the characters of an RFC 9110 token.
+var tchar = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+		t[c-'a'+'A'] = true
+	}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		t[c] = true
+	}
+	return t
+}()
+
+func isToken(b []byte) bool {
+	for _, c := range b {
+		if !tchar[c] {
+			return false
+		}
+	}
+	return len(b) > 0
+}
+
+// equalFold compares b with the lower-case ASCII string s, ignoring case.
+func equalFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != s[i] {
+			return false
+		}
+	}
+	return true
+}

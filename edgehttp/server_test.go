@@ -1,0 +1,352 @@
+package edgehttp
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// testServer is an edgehttp.Server on a free loopback port with a fasthttp
+// server behind it; the fast path answers "fast <path>", fasthttp "slow
+// <method> <path> <body>".
+type testServer struct {
+	edge   *Server
+	slow   *fasthttp.Server
+	addr   string
+	served atomic.Int64 // requests the fast path answered
+	panics atomic.Int64
+	done   chan error
+}
+
+func startTestServer(t *testing.T, cfg Config) *testServer {
+	t.Helper()
+	ts := &testServer{done: make(chan error, 2)}
+	cfg.Match = matchCode
+	cfg.Serve = func(dst []byte, r *Request) []byte {
+		if string(r.Path) == "/panic1" {
+			panic("boom")
+		}
+		ts.served.Add(1)
+		body := "fast " + string(r.Path)
+		dst = fmt.Appendf(dst, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\nX-Path: fast\r\n\r\n", len(body))
+		if !r.Head {
+			dst = append(dst, body...)
+		}
+		return dst
+	}
+	cfg.Panic = func(any) { ts.panics.Add(1) }
+	edge, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts.edge = edge
+	ts.slow = &fasthttp.Server{
+		Handler: func(ctx *fasthttp.RequestCtx) {
+			ctx.Response.Header.Set("X-Path", "slow")
+			fmt.Fprintf(ctx, "slow %s %s %s", ctx.Method(), ctx.Path(), ctx.PostBody())
+		},
+		ReadBufferSize: 8192,
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts.addr = ln.Addr().String()
+	go func() { ts.done <- edge.Serve(ln) }()
+	go func() { ts.done <- ts.slow.Serve(edge.Fallback()) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		edge.Shutdown(ctx)
+		ts.slow.ShutdownWithContext(ctx)
+		for range 2 {
+			select {
+			case <-ts.done:
+			case <-ctx.Done():
+				t.Error("Serve did not return after Shutdown")
+				return
+			}
+		}
+	})
+	return ts
+}
+
+func get(t *testing.T, c *http.Client, method, url string, body string) (string, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.Header.Get("X-Path"), string(b)
+}
+
+// TestFastAndFallback: one keep-alive connection of a real HTTP client goes
+// fast, then to the fallback (which keeps it), with every answer right.
+func TestFastAndFallback(t *testing.T) {
+	ts := startTestServer(t, Config{})
+	var dials atomic.Int64
+	tr := &http.Transport{MaxConnsPerHost: 1, DialContext: func(ctx context.Context, n, a string) (net.Conn, error) {
+		dials.Add(1)
+		return (&net.Dialer{}).DialContext(ctx, n, a)
+	}}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr}
+	base := "http://" + ts.addr
+	for i, step := range []struct{ method, path, body, wantPath, wantBody string }{
+		{"GET", "/abc123", "", "fast", "fast /abc123"},
+		{"GET", "/abc123?x=1", "", "fast", "fast /abc123"},
+		{"HEAD", "/abc123", "", "fast", ""},
+		{"GET", "/v1/x", "", "slow", "slow GET /v1/x "},
+		{"POST", "/abc123", "hi", "slow", "slow POST /abc123 hi"},
+		{"GET", "/abc123", "", "slow", "slow GET /abc123 "}, // the connection is fasthttp's now
+	} {
+		gotPath, gotBody := get(t, c, step.method, base+step.path, step.body)
+		if gotPath != step.wantPath || gotBody != step.wantBody {
+			t.Fatalf("step %d %s %s: %s %q, want %s %q", i, step.method, step.path, gotPath, gotBody, step.wantPath, step.wantBody)
+		}
+	}
+	if d := dials.Load(); d != 1 {
+		t.Fatalf("%d connections dialled, want 1 (kept alive through the hand-off)", d)
+	}
+	if n := ts.served.Load(); n != 3 {
+		t.Fatalf("fast path served %d, want 3", n)
+	}
+}
+
+// rawExchange writes in on a fresh connection and reads n responses; heads
+// lists the indexes of responses to HEAD requests (no body).
+func rawExchange(t *testing.T, addr, in string, n int, heads ...int) []*http.Response {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, in); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	var out []*http.Response
+	for i := 0; i < n; i++ {
+		req := &http.Request{Method: "GET"}
+		for _, h := range heads {
+			if h == i {
+				req.Method = "HEAD"
+			}
+		}
+		resp, err := http.ReadResponse(br, req)
+		if err != nil {
+			t.Fatalf("response %d: %v", i, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		resp.Header.Set("Body", string(b))
+		out = append(out, resp)
+	}
+	return out
+}
+
+// TestPipelined: pipelined requests are answered in order, the fast ones
+// before the hand-off included, the body of a POST read by the fallback.
+func TestPipelined(t *testing.T) {
+	ts := startTestServer(t, Config{})
+	in := "GET /aaa1 HTTP/1.1\r\nHost: x\r\n\r\n" +
+		"HEAD /aaa2 HTTP/1.1\r\nHost: x\r\n\r\n" +
+		"GET /aaa3 HTTP/1.1\r\nHost: x\r\n\r\n" +
+		"POST /aaa4 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello" +
+		"GET /aaa5 HTTP/1.1\r\nHost: x\r\n\r\n"
+	want := []string{"fast /aaa1", "", "fast /aaa3", "slow POST /aaa4 hello", "slow GET /aaa5 "}
+	resps := rawExchange(t, ts.addr, in, len(want), 1)
+	for i, r := range resps {
+		if got := r.Header.Get("Body"); got != want[i] {
+			t.Errorf("response %d: %q, want %q", i, got, want[i])
+		}
+	}
+}
+
+// TestRequestSplitAcrossReads: a request arriving a few bytes at a time is
+// still answered by the fast path.
+func TestRequestSplitAcrossReads(t *testing.T) {
+	ts := startTestServer(t, Config{})
+	c, err := net.Dial("tcp", ts.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.(*net.TCPConn).SetNoDelay(true)
+	req := "GET /split1 HTTP/1.1\r\nHost: x\r\nUser-Agent: slow typist\r\n\r\n"
+	for i := 0; i < len(req); i += 7 {
+		io.WriteString(c, req[i:min(i+7, len(req))])
+		time.Sleep(2 * time.Millisecond)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Header.Get("X-Path") != "fast" {
+		t.Fatalf("answered by %q", resp.Header.Get("X-Path"))
+	}
+}
+
+// TestLargeHeadGoesToFallback: a request head larger than the read buffer
+// is the fallback's: served when within its limit, 431 beyond.
+func TestLargeHeadGoesToFallback(t *testing.T) {
+	ts := startTestServer(t, Config{})
+	big := strings.Repeat("a", readBufSize)
+	resps := rawExchange(t, ts.addr, "GET /abc123 HTTP/1.1\r\nHost: x\r\nCookie: "+big+"\r\n\r\n", 1)
+	if resps[0].StatusCode != 200 || resps[0].Header.Get("X-Path") != "slow" {
+		t.Fatalf("status %d by %q, want 200 by slow", resps[0].StatusCode, resps[0].Header.Get("X-Path"))
+	}
+	huge := strings.Repeat("a", 3*8192)
+	resps = rawExchange(t, ts.addr, "GET /abc123 HTTP/1.1\r\nHost: x\r\nCookie: "+huge+"\r\n\r\n", 1)
+	if resps[0].StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("status %d, want 431", resps[0].StatusCode)
+	}
+}
+
+// TestConnectionClose: the fast path closes after answering Connection: close.
+func TestConnectionClose(t *testing.T) {
+	ts := startTestServer(t, Config{})
+	c, err := net.Dial("tcp", ts.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /abc123 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET /abc123 HTTP/1.1\r\nHost: x\r\n\r\n")
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatalf("read until close: %v", err)
+	}
+	if n := strings.Count(string(b), "HTTP/1.1 200"); n != 1 {
+		t.Fatalf("%d responses before close, want 1: %q", n, b)
+	}
+}
+
+// TestTimeouts: an idle connection and one with a half-sent request are
+// closed by the server.
+func TestTimeouts(t *testing.T) {
+	ts := startTestServer(t, Config{IdleTimeout: 300 * time.Millisecond, ReadTimeout: 300 * time.Millisecond})
+	for _, first := range []string{"", "GET /abc123 HTTP/1.1\r\nHost"} {
+		c, err := net.Dial("tcp", ts.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(c, first)
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		start := time.Now()
+		_, err = c.Read(make([]byte, 1))
+		c.Close()
+		if !errors.Is(err, io.EOF) {
+			t.Fatalf("after %q: read %v, want EOF (closed by the server)", first, err)
+		}
+		if d := time.Since(start); d > 3*time.Second {
+			t.Fatalf("closed after %v", d)
+		}
+	}
+}
+
+// TestPanicClosesOnlyThatConnection: a panic in Serve is reported, its
+// connection closed, and the server keeps serving.
+func TestPanicClosesOnlyThatConnection(t *testing.T) {
+	ts := startTestServer(t, Config{})
+	c, err := net.Dial("tcp", ts.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(c, "GET /panic1 HTTP/1.1\r\nHost: x\r\n\r\n")
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Fatalf("read %v, want EOF", err)
+	}
+	c.Close()
+	if ts.panics.Load() != 1 {
+		t.Fatalf("panics reported: %d", ts.panics.Load())
+	}
+	if r := rawExchange(t, ts.addr, "GET /abc123 HTTP/1.1\r\nHost: x\r\n\r\n", 1)[0]; r.Header.Get("X-Path") != "fast" {
+		t.Fatal("server stopped serving after a panic")
+	}
+}
+
+// TestShutdown: Shutdown closes idle fast connections, lets Serve return
+// nil, and leaves handed-off connections to the fallback's own shutdown.
+func TestShutdown(t *testing.T) {
+	ts := startTestServer(t, Config{})
+	var idle []net.Conn
+	for i := 0; i < 20; i++ {
+		c, err := net.Dial("tcp", ts.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		io.WriteString(c, "GET /abc123 HTTP/1.1\r\nHost: x\r\n\r\n")
+		if _, err := http.ReadResponse(bufio.NewReader(c), nil); err != nil {
+			t.Fatal(err)
+		}
+		idle = append(idle, c)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := ts.edge.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("Shutdown took %v", d)
+	}
+	select {
+	case err := <-ts.done:
+		if err != nil {
+			t.Fatalf("Serve returned %v after Shutdown", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve did not return")
+	}
+	ts.done <- nil // for the cleanup's count
+	var wg sync.WaitGroup
+	for _, c := range idle {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+				t.Errorf("idle connection: read %v, want EOF", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if _, err := net.Dial("tcp", ts.addr); err == nil {
+		t.Fatal("still accepting after Shutdown")
+	}
+}
+
+func BenchmarkParseRequest(b *testing.B) {
+	in := []byte("GET /CsYd7glmqlFbibSg HTTP/1.1\r\nHost: 127.0.0.1:8081\r\nUser-Agent: Mozilla/5.0 (iPhone) Mobile\r\nX-Forwarded-For: 203.0.113.10\r\n\r\n")
+	var r Request
+	b.ReportAllocs()
+	for b.Loop() {
+		parseRequest(in, &r, matchCode)
+	}
+}
