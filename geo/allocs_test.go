@@ -22,3 +22,42 @@ func TestLookupPointAllocs(t *testing.T) {
 		}
 	}
 }
+
+// TestLookupPointCacheAllocs: a cache hit allocates nothing, and neither
+// does a miss that evicts and refills a slot.
+func TestLookupPointCacheAllocs(t *testing.T) {
+	d, _ := newTestDB(t, geotest.SchemaCity, geotest.DemoRecords())
+	f := d.cur.Load().files[0]
+	fra, tyo := mustAddr(t, geotest.DemoFrankfurt), mustAddr(t, geotest.DemoTokyo)
+	offFra, _ := pointOffset(f, fra)
+	offTyo, _ := pointOffset(f, tyo)
+	if offFra == offTyo {
+		t.Fatal("demo addresses share a record")
+	}
+	var p Point
+	d.LookupPoint(fra, &p)
+	if _, hit := f.points.get(offFra); !hit {
+		t.Fatal("lookup did not fill the cache")
+	}
+	if n := testing.AllocsPerRun(1000, func() { d.LookupPoint(fra, &p) }); n != 0 {
+		t.Errorf("hit: LookupPoint allocs = %v, want 0", n)
+	}
+
+	// One slot: the two addresses evict each other on every lookup.
+	setPointCaches(d, 1)
+	d.LookupPoint(fra, &p)
+	d.LookupPoint(tyo, &p)
+	if _, hit := f.points.get(offFra); hit {
+		t.Fatal("one-slot table holds both records")
+	}
+	i := 0
+	if n := testing.AllocsPerRun(1000, func() {
+		if i++; i%2 == 0 {
+			d.LookupPoint(fra, &p)
+		} else {
+			d.LookupPoint(tyo, &p)
+		}
+	}); n != 0 {
+		t.Errorf("miss and insert: LookupPoint allocs = %v, want 0", n)
+	}
+}

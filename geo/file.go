@@ -51,7 +51,9 @@ type fileSig struct {
 	missing bool
 }
 
-// file is one loaded database. It is immutable after parse.
+// file is one loaded database. It is immutable after parse, except for the
+// contents of points, a cache of values derived from the immutable data
+// (see pointCache), which lives and dies with the file.
 type file struct {
 	path     string
 	sig      fileSig
@@ -60,6 +62,7 @@ type file struct {
 	reader   *maxminddb.Reader
 	data     []byte // data section of the file, which dec reads
 	dec      *mmdbdata.Decoder
+	points   pointCache // LookupPoint answers by record offset
 }
 
 // metadataStartMarker starts the metadata section of a MaxMind DB file.
@@ -140,6 +143,7 @@ func parse(name string, buf []byte, check bool) (*file, error) {
 		data:     buf[start:end],
 	}
 	f.dec = mmdbdata.NewDecoder(f.data, 0)
+	f.points = newPointCache(pointCacheSlots(len(f.data)))
 	f.schema, err = f.detectSchema()
 	if err != nil {
 		return nil, fmt.Errorf("open geo db %q (type %q): %w", name, md.DatabaseType, err)
@@ -238,4 +242,35 @@ func (f *file) lookup(ip netip.Addr, rec *fields, full bool) (found bool, pfx ne
 		pfx = res.Prefix()
 	}
 	return true, pfx, nil
+}
+
+// lookupPoint finds ip (already unmapped) in f and returns the Point of its
+// record, with ok=false when f has no record for ip, cannot hold its
+// address family, cannot decode the record, or the record has neither a
+// country nor coordinates. With cached set it answers from, and fills,
+// f.points; the answer is the same either way. Failed decodes are not
+// cached. It does not allocate.
+func (f *file) lookupPoint(ip netip.Addr, cached bool) (p Point, ok bool) {
+	if f.ipv4Only && !ip.Is4() {
+		return Point{}, false
+	}
+	res := f.reader.Lookup(ip)
+	if !res.Found() { // also on error
+		return Point{}, false
+	}
+	off := res.Offset()
+	if cached {
+		if p, hit := f.points.get(off); hit {
+			return p, p.OK
+		}
+	}
+	var rec fields
+	if err := decodeRecord(f.dec.CursorAt(uint(off)), f.data, &rec, false); err != nil {
+		return Point{}, false
+	}
+	p = pointOf(&rec)
+	if cached {
+		f.points.put(off, p)
+	}
+	return p, p.OK
 }

@@ -7,7 +7,8 @@
 // IPv6-only file) read fully into memory, so a Reload can swap them
 // atomically while in-flight lookups keep using the old ones. The hot path,
 // LookupPoint, walks the record with the maxminddb-golang/v2 cursor API and
-// reads only the country, continent and coordinates: it allocates nothing.
+// reads only the country, continent and coordinates: it allocates nothing,
+// and it caches what it read per record of each file (see LookupPoint).
 // Lookup also returns the city name and time zone and allocates.
 //
 // When a record has a country but no coordinates, the centroid of the
@@ -192,7 +193,15 @@ func (d *DB) Files() []Info {
 // false (and a zero p) when no file has the address, when d is closed or
 // when ip is invalid. IPv4-mapped IPv6 addresses are looked up as IPv4. A
 // record without coordinates gets its country's centroid (p.Centroid).
+// Each file keeps a bounded cache of answers by record, so addresses that
+// share a record (the networks of one city) decode it only once.
 func (d *DB) LookupPoint(ip netip.Addr, p *Point) bool {
+	return d.lookupPoint(ip, p, true)
+}
+
+// lookupPoint is LookupPoint with the per-file point cache used (cached) or
+// bypassed, for tests that compare the two.
+func (d *DB) lookupPoint(ip netip.Addr, p *Point, cached bool) bool {
 	*p = Point{}
 	fs := d.cur.Load()
 	if fs == nil || !ip.IsValid() {
@@ -200,37 +209,44 @@ func (d *DB) LookupPoint(ip netip.Addr, p *Point) bool {
 	}
 	ip = ip.Unmap()
 	for _, f := range fs.files {
-		var rec fields
-		found, _, err := f.lookup(ip, &rec, false)
-		if err != nil || !found {
-			continue
+		if pt, ok := f.lookupPoint(ip, cached); ok {
+			*p = pt
+			return true
 		}
-		cc, hasCC := rec.countryCode()
-		if !hasCC && !rec.coords() {
-			continue
-		}
-		p.OK = true
-		if hasCC {
-			p.Country = cc
-		}
-		p.Continent = rec.continent
-		var info countryInfo
-		var known bool
-		if hasCC {
-			info, known = countryByCode(cc)
-		}
-		if !rec.hasContinent && known {
-			p.Continent = info.continent
-		}
-		switch {
-		case rec.coords():
-			p.Lat, p.Lon, p.HasCoords = float32(rec.lat), float32(rec.lon), true
-		case known:
-			p.Lat, p.Lon, p.HasCoords, p.Centroid = float32(info.lat), float32(info.lon), true, true
-		}
-		return true
 	}
 	return false
+}
+
+// pointOf derives the LookupPoint answer from a record decoded without
+// full. It depends on nothing but rec (and the built-in country table), so
+// it can be cached by record. A record with neither a country nor
+// coordinates gives the zero Point (OK unset): lookups try the next file.
+func pointOf(rec *fields) Point {
+	var p Point
+	cc, hasCC := rec.countryCode()
+	if !hasCC && !rec.coords() {
+		return p
+	}
+	p.OK = true
+	if hasCC {
+		p.Country = cc
+	}
+	p.Continent = rec.continent
+	var info countryInfo
+	var known bool
+	if hasCC {
+		info, known = countryByCode(cc)
+	}
+	if !rec.hasContinent && known {
+		p.Continent = info.continent
+	}
+	switch {
+	case rec.coords():
+		p.Lat, p.Lon, p.HasCoords = float32(rec.lat), float32(rec.lon), true
+	case known:
+		p.Lat, p.Lon, p.HasCoords, p.Centroid = float32(info.lat), float32(info.lon), true, true
+	}
+	return p
 }
 
 // Lookup looks ip up and returns the full location, including the city
