@@ -2,6 +2,7 @@ package edgehttp
 
 import (
 	"bytes"
+	"net/netip"
 	"time"
 )
 
@@ -25,6 +26,11 @@ type Request struct {
 	// Now is when the request was read: the server reads the clock once per
 	// batch of requests read together.
 	Now time.Time
+	// Date is Now as an HTTP date (IMF-fixdate), for a Date header.
+	Date []byte
+	// Remote is the address of the connection's peer (invalid when the
+	// connection is not TCP).
+	Remote netip.AddrPort
 }
 
 // parseResult says what parseRequest made of the start of a buffer.
@@ -55,7 +61,7 @@ const (
 // before the headers are read, so a request for any other path goes to the
 // fallback as soon as its request line is in.
 func parseRequest(b []byte, r *Request, match func(path []byte) bool) (parseResult, int) {
-	*r = Request{}
+	*r = Request{Remote: r.Remote}
 	// Request line.
 	eol := bytes.IndexByte(b, '\n')
 	if eol < 0 {

@@ -19,6 +19,8 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/http"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -56,6 +58,11 @@ type Server struct {
 	cfg Config
 	fb  *fallbackListener
 
+	date atomic.Pointer[httpDate] // Date of the current second
+
+	served    atomic.Uint64 // requests answered on the fast path
+	handedOff atomic.Uint64 // connections handed to the fallback
+
 	mu      sync.Mutex
 	ln      net.Listener
 	conns   map[net.Conn]struct{}
@@ -79,6 +86,19 @@ func New(cfg Config) (*Server, error) {
 		fb:    &fallbackListener{ch: make(chan net.Conn), done: make(chan struct{})},
 		conns: map[net.Conn]struct{}{},
 	}, nil
+}
+
+// Stats counts what a Server did since New.
+type Stats struct {
+	// Served is the number of requests answered on the fast path.
+	Served uint64
+	// HandedOff is the number of connections handed to the fallback.
+	HandedOff uint64
+}
+
+// Stats returns the server's counters.
+func (s *Server) Stats() Stats {
+	return Stats{Served: s.served.Load(), HandedOff: s.handedOff.Load()}
 }
 
 // Fallback returns the listener on which connections with a request the fast
@@ -204,11 +224,16 @@ func (s *Server) serveConn(c net.Conn) {
 	out := make([]byte, 0, 1024)
 	var (
 		req      Request
+		date     []byte
 		have     int       // bytes of buf holding unanswered input
 		started  time.Time // when the first byte of buf[:have] arrived
 		deadline time.Time // the connection's current deadline
 		now      = time.Now()
 	)
+	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		ap := ta.AddrPort()
+		req.Remote = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
 	for {
 		// Deadline upkeep: the idle timeout while waiting for a request, the
 		// read timeout from the first byte of one; changed only when it moves
@@ -230,29 +255,36 @@ func (s *Server) serveConn(c net.Conn) {
 			return
 		}
 		now = time.Now()
+		date = s.httpDate(now)
 		if have == 0 {
 			started = now
 		}
 		have += n
 		out = out[:0]
-		start := 0
+		start, answered := 0, 0
 		for start < have {
 			res, used := parseRequest(buf[start:have], &req, s.cfg.Match)
 			if res == needMore {
 				break
 			}
 			if res == fallback {
+				s.served.Add(uint64(answered))
 				handedOff = s.handoff(c, out, buf[start:have])
 				return
 			}
-			req.Now = now
+			req.Now, req.Date = now, date
 			out = s.cfg.Serve(out, &req)
+			answered++
 			start += used
 			if req.Close {
+				s.served.Add(uint64(answered))
 				c.SetWriteDeadline(now.Add(s.cfg.ReadTimeout))
 				c.Write(out)
 				return
 			}
+		}
+		if answered > 0 {
+			s.served.Add(uint64(answered))
 		}
 		if start > 0 {
 			have = copy(buf, buf[start:have])
@@ -272,6 +304,23 @@ func (s *Server) serveConn(c net.Conn) {
 	}
 }
 
+// httpDate is the Date header value of one second.
+type httpDate struct {
+	sec int64
+	b   []byte
+}
+
+// httpDate returns now as an HTTP date, formatted once per second.
+func (s *Server) httpDate(now time.Time) []byte {
+	sec := now.Unix()
+	if d := s.date.Load(); d != nil && d.sec == sec {
+		return d.b
+	}
+	d := &httpDate{sec: sec, b: now.UTC().AppendFormat(nil, http.TimeFormat)}
+	s.date.Store(d)
+	return d.b
+}
+
 // handoff writes the answers already made, then gives c, with the unanswered
 // bytes replayed first, to the fallback. It reports whether the fallback took
 // the connection (when not, the caller closes it).
@@ -283,6 +332,7 @@ func (s *Server) handoff(c net.Conn, answered, unanswered []byte) bool {
 		}
 	}
 	c.SetDeadline(time.Time{}) // the fallback sets its own
+	s.handedOff.Add(1)
 	return s.fb.deliver(&prefixConn{Conn: c, prefix: append([]byte(nil), unanswered...)})
 }
 

@@ -131,6 +131,9 @@ func TestFastAndFallback(t *testing.T) {
 	if n := ts.served.Load(); n != 3 {
 		t.Fatalf("fast path served %d, want 3", n)
 	}
+	if st := ts.edge.Stats(); st.Served != 3 || st.HandedOff != 1 {
+		t.Fatalf("Stats = %+v, want 3 served, 1 handed off", st)
+	}
 }
 
 // rawExchange writes in on a fresh connection and reads n responses; heads

@@ -3,6 +3,7 @@
 package node
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -25,5 +26,26 @@ func TestRedirectAllocs(t *testing.T) {
 	}
 	if allocs != 0 {
 		t.Fatalf("redirect allocates %.1f times per request, want 0", allocs)
+	}
+}
+
+// TestEdgeRedirectAllocs: the fast path's answer, redirect included,
+// allocates nothing.
+func TestEdgeRedirectAllocs(t *testing.T) {
+	n, code := newTestNode(t, true, "")
+	req := edgehttpRequest(code)
+	dst := make([]byte, 0, 2048)
+	dst = n.serveEdge(dst[:0], req)
+	allocs := testing.AllocsPerRun(1000, func() {
+		dst = n.serveEdge(dst[:0], req)
+		for len(n.clicks) > cap(n.clicks)/2 {
+			time.Sleep(time.Millisecond)
+		}
+	})
+	if !strings.HasPrefix(string(dst), "HTTP/1.1 302 Found\r\n") {
+		t.Fatalf("answer %q", dst)
+	}
+	if allocs != 0 {
+		t.Fatalf("fast-path redirect allocates %.1f times per request, want 0", allocs)
 	}
 }

@@ -61,7 +61,7 @@ func (n *Node) handle(ctx *fasthttp.RequestCtx) {
 	n.stampHeaders(ctx)
 	path := ctx.Path()
 	if isCodePath(path) {
-		n.redirect(ctx, path[1:])
+		n.redirectCtx(ctx, path[1:])
 		return
 	}
 	defer func() {

@@ -82,6 +82,12 @@ func (n *Node) registerGauges() {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "refrouter_registrations_pending", Help: "Registrations acknowledged here and not yet decided.",
 		}, func() float64 { return float64(n.regs.pendingCount()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "refrouter_edge_fast_requests_total", Help: "Share-code requests answered on the fast path, below fasthttp.",
+		}, func() float64 { return float64(n.edge.Stats().Served) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "refrouter_edge_handoffs_total", Help: "Connections the fast path handed to fasthttp, at their first request outside its subset of HTTP/1.1.",
+		}, func() float64 { return float64(n.edge.Stats().HandedOff) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "refrouter_ready", Help: "1 when the node is ready.",
 		}, func() float64 {

@@ -28,6 +28,7 @@ import (
 	"github.com/refrouter/refrouter/clientip"
 	"github.com/refrouter/refrouter/cluster"
 	"github.com/refrouter/refrouter/config"
+	"github.com/refrouter/refrouter/edgehttp"
 	"github.com/refrouter/refrouter/geo"
 	"github.com/refrouter/refrouter/ledger"
 	"github.com/refrouter/refrouter/links"
@@ -43,6 +44,8 @@ type Node struct {
 	now     func() time.Time
 
 	nameBytes, regionBytes []byte
+	edgeHeaders            []byte
+	realClock              bool // now is time.Now, so a request's read time can stand in for it
 	tokens                 []tokenRole
 	trusted                []netip.Prefix
 
@@ -61,6 +64,7 @@ type Node struct {
 	metrics *metrics
 	reg     *prometheus.Registry
 	server  *fasthttp.Server
+	edge    *edgehttp.Server // the fast path in front of server
 	ln      *trackingListener
 
 	clicks  chan clickRec
@@ -103,6 +107,7 @@ func New(cfg config.Config, opts Options) (*Node, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	realClock := opts.Now == nil
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -111,6 +116,8 @@ func New(cfg config.Config, opts Options) (*Node, error) {
 		log:         opts.Logger.With("node", cfg.Name),
 		version:     opts.Version,
 		now:         opts.Now,
+		realClock:   realClock,
+		edgeHeaders: edgeHeaders(cfg.Name, cfg.Region),
 		nameBytes:   []byte(cfg.Name),
 		regionBytes: []byte(cfg.Region),
 		clicks:      make(chan clickRec, 8192),
@@ -190,6 +197,10 @@ func New(cfg config.Config, opts Options) (*Node, error) {
 	}
 	n.registerGauges()
 	n.server = n.newServer()
+	if n.edge, err = n.newEdge(); err != nil {
+		n.outbox.Close()
+		return nil, err
+	}
 	return n, nil
 }
 
@@ -262,8 +273,13 @@ func (n *Node) Start(ctx context.Context) error {
 		n.goRun(func() { n.runReplicator(runCtx) })
 	}
 	n.goRun(func() {
-		if err := n.server.Serve(n.ln); err != nil {
+		if err := n.server.Serve(n.edge.Fallback()); err != nil {
 			n.log.Error("http server stopped", "err", err)
+		}
+	})
+	n.goRun(func() {
+		if err := n.edge.Serve(n.ln); err != nil {
+			n.log.Error("http listener stopped", "err", err)
 		}
 	})
 	n.log.Info("node started", "http", ln.Addr().String(), "gossip", n.cfg.Gossip, "cluster", n.cfg.Cluster, "region", n.cfg.Region)
@@ -352,7 +368,12 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	n.shutOnce.Do(func() {
 		var errs []error
 		if n.ln != nil {
-			if err := n.server.ShutdownWithContext(ctx); err != nil {
+			// The fast path first (it stops accepting and closes its
+			// connections once answered), then fasthttp with the
+			// connections handed to it; fasthttp's shutdown closes its
+			// listener even when ctx is already done, so it always runs.
+			err := errors.Join(n.edge.Shutdown(ctx), n.server.ShutdownWithContext(ctx))
+			if err != nil {
 				// The drain deadline passed: close what is left, so that no
 				// client keeps talking to a node that is going away.
 				closed := n.ln.closeAll()

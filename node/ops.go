@@ -116,7 +116,7 @@ type nearestClient struct {
 // nearest handles GET /v1/nearest: the client's location and the healthy
 // nodes, nearest first. Admins may ask for another address with ?ip=.
 func (n *Node) nearest(ctx *fasthttp.RequestCtx) error {
-	ip := n.clientIP(ctx)
+	ip := n.clientIPCtx(ctx)
 	if q := ctx.QueryArgs().Peek("ip"); len(q) > 0 {
 		if role, _ := n.role(ctx); role != config.RoleAdmin {
 			return errf(fasthttp.StatusForbidden, codeDenied, "?ip= needs an admin token")

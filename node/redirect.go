@@ -46,77 +46,90 @@ var (
 	hdrHop          = []byte("rr_hop")
 )
 
+// redirectReq is what the redirect reads of a request, from whichever server
+// read it (edgehttp on the fast path, fasthttp otherwise). Its slices are
+// valid during the call only.
+type redirectReq struct {
+	code   []byte
+	head   bool
+	hop    bool // rr_hop is set: another node sent the client here
+	now    time.Time
+	remote netip.Addr
+	// Header values, nil when absent; cookie is the whole Cookie header.
+	ua, xff, forwarded, acceptLanguage, cookie []byte
+}
+
+// redirectRes is the redirect's answer.
+type redirectRes struct {
+	status int    // 302, 404 or 503
+	loc    []byte // the Location of a 302, appended to the caller's buffer
+	// sticky, when set, is the A/B split value to keep in campaign's cookie.
+	sticky   string
+	campaign uint16
+}
+
 // redirect is the hot path: verify the code, resolve the campaign from the
-// local replica, choose the destination, append a signed click token, answer
-// 302 and hand the click to the recorder without waiting (I5: no network, no
-// disk, no lock shared with the ledger's writer on this path).
-func (n *Node) redirect(ctx *fasthttp.RequestCtx, code []byte) {
-	now := n.now()
+// local replica, choose the destination, append a signed click token to loc
+// for the 302 and hand the click to the recorder without waiting (I5: no
+// network, no disk, no lock shared with the ledger's writer on this path).
+func (n *Node) redirect(req *redirectReq, loc []byte) redirectRes {
+	now := req.now
 	sample := n.clickID.Load()&63 == 0
-	c, err := n.keys.Verify(code, now)
+	c, err := n.keys.Verify(req.code, now)
 	if err != nil {
-		n.linkNotFound(ctx)
-		return
+		n.metrics.redirNotFound.Inc()
+		return redirectRes{status: fasthttp.StatusNotFound}
 	}
 	camp := n.ledger.Campaigns().ByNumber(c.Campaign)
 	if camp == nil && !n.ready.Load() {
 		// A genuine code this restarting replica does not know yet.
-		ctx.Response.Header.Set("Retry-After", "1")
-		ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
-		ctx.SetBodyString("starting, retry in a moment\n")
-		return
+		return redirectRes{status: fasthttp.StatusServiceUnavailable}
 	}
 	if camp == nil || now.Before(camp.StartsAt) || !now.Before(camp.EndsAt) {
-		n.linkNotFound(ctx)
-		return
+		n.metrics.redirNotFound.Inc()
+		return redirectRes{status: fasthttp.StatusNotFound}
 	}
-	ip := n.clientIP(ctx)
+	ip := n.clientIP(req.remote, req.xff, req.forwarded)
 	pt := n.locate(ip)
-	if target, far := n.farTarget(ctx, &pt); far {
-		n.redirectFar(ctx, target, code)
-		return
+	if target, far := n.farTarget(req.hop, &pt); far {
+		loc = append(loc, target...)
+		loc = append(loc, '/')
+		loc = append(loc, req.code...)
+		loc = append(loc, "?rr_hop=1"...)
+		n.metrics.redirFar.Inc()
+		return redirectRes{status: fasthttp.StatusFound, loc: loc}
 	}
+	res := redirectRes{status: fasthttp.StatusFound, campaign: c.Campaign}
 	dest := camp.Destination
-	var sticky string
 	if rs := n.compiledRules(camp); rs != nil {
-		if d, s, ok := n.matchRules(ctx, rs, ip, &pt, now, c.Campaign); ok {
-			dest, sticky = d, s
+		if d, s, ok := n.matchRules(req, rs, ip, &pt, c.Campaign); ok {
+			dest, res.sticky = d, s
 		}
 	}
 	id := n.clickID.Add(1)
-	bp := bufPool.Get().(*[]byte)
-	b := append((*bp)[:0], dest...)
+	loc = append(loc, dest...)
 	if strings.IndexByte(dest, '?') >= 0 {
-		b = append(b, '&')
+		loc = append(loc, '&')
 	} else {
-		b = append(b, '?')
+		loc = append(loc, '?')
 	}
-	b = append(b, "rr_click="...)
-	b, err = n.keys.AppendClickToken(b, links.Click{Code: c, ClickID: id, At: now, Node: n.cfg.Name})
+	loc = append(loc, "rr_click="...)
+	loc, err = n.keys.AppendClickToken(loc, links.Click{Code: c, ClickID: id, At: now, Node: n.cfg.Name})
 	if err != nil {
 		// Only a keyring without the code's generation can fail here, and
 		// Verify just accepted it: answer as for an unknown code.
-		bufPool.Put(bp)
-		n.linkNotFound(ctx)
-		return
+		n.metrics.redirNotFound.Inc()
+		return redirectRes{status: fasthttp.StatusNotFound}
 	}
-	ctx.Response.Header.SetCanonical(hdrLocation, b)
-	*bp = b
-	bufPool.Put(bp)
-	ctx.Response.Header.SetCanonical(hdrCacheControl, valNoStore)
-	if sticky != "" {
-		setStickyCookie(ctx, c.Campaign, sticky)
-	}
-	ctx.SetStatusCode(fasthttp.StatusFound)
+	res.loc = loc
 
-	ua := ctx.Request.Header.UserAgent()
-	if ctx.IsHead() || bots.IsBot(ua) {
+	if req.head || bots.IsBot(req.ua) {
 		n.metrics.redirBot.Inc()
-		return
+		return res
 	}
 	rec := clickRec{code: c, clickID: id, at: now.UnixNano(), ip: ip, country: pt.Country}
-	copy(rec.codeStr[:], code)
-	rec.uaLen = uint8(copy(rec.ua[:], ua))
+	copy(rec.codeStr[:], req.code)
+	rec.uaLen = uint8(copy(rec.ua[:], req.ua))
 	n.metrics.redirCounted.Inc()
 	select {
 	case n.clicks <- rec:
@@ -126,23 +139,54 @@ func (n *Node) redirect(ctx *fasthttp.RequestCtx, code []byte) {
 	if sample {
 		n.metrics.redirectTime.Observe(time.Since(now).Seconds())
 	}
+	return res
 }
 
-// redirectFar sends the client to a nearer node, marking the hop so that the
-// other node serves it (loop protection).
-func (n *Node) redirectFar(ctx *fasthttp.RequestCtx, base string, code []byte) {
+// redirectCtx answers a share-code request that reached fasthttp (the fast
+// path hands a connection over at its first request outside the fast
+// subset, and later requests on it come here).
+func (n *Node) redirectCtx(ctx *fasthttp.RequestCtx, code []byte) {
+	h := &ctx.Request.Header
+	req := redirectReq{
+		code:           code,
+		head:           ctx.IsHead(),
+		hop:            len(ctx.QueryArgs().PeekBytes(hdrHop)) > 0,
+		now:            n.now(),
+		ua:             h.UserAgent(),
+		xff:            h.Peek("X-Forwarded-For"),
+		forwarded:      h.Peek("Forwarded"),
+		acceptLanguage: h.Peek("Accept-Language"),
+		cookie:         h.Peek("Cookie"),
+	}
+	if ta, ok := ctx.RemoteAddr().(*net.TCPAddr); ok {
+		req.remote, _ = netip.AddrFromSlice(ta.IP)
+		req.remote = req.remote.Unmap()
+	}
 	bp := bufPool.Get().(*[]byte)
-	b := append((*bp)[:0], base...)
-	b = append(b, '/')
-	b = append(b, code...)
-	b = append(b, "?rr_hop=1"...)
-	ctx.Response.Header.SetCanonical(hdrLocation, b)
-	*bp = b
+	res := n.redirect(&req, (*bp)[:0])
+	switch res.status {
+	case fasthttp.StatusFound:
+		ctx.Response.Header.SetCanonical(hdrLocation, res.loc)
+		ctx.Response.Header.SetCanonical(hdrCacheControl, valNoStore)
+		if res.sticky != "" {
+			setStickyCookie(ctx, res.campaign, res.sticky)
+		}
+		ctx.SetStatusCode(fasthttp.StatusFound)
+	case fasthttp.StatusServiceUnavailable:
+		ctx.Response.Header.Set("Retry-After", "1")
+		ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+		ctx.SetBodyString(startingBody)
+	default:
+		notFoundPageCtx(ctx) // counted by redirect
+	}
+	if res.loc != nil {
+		*bp = res.loc
+	}
 	bufPool.Put(bp)
-	ctx.Response.Header.SetCanonical(hdrCacheControl, valNoStore)
-	ctx.SetStatusCode(fasthttp.StatusFound)
-	n.metrics.redirFar.Inc()
 }
+
+// startingBody answers a genuine code while the replica is still starting.
+const startingBody = "starting, retry in a moment\n"
 
 // locate looks ip up in the GeoIP database (a zero Point when there is none
 // or the address is unknown). It does not allocate.
@@ -157,8 +201,8 @@ func (n *Node) locate(ip netip.Addr) geo.Point {
 // farTarget reports the URL of the nearer node a client at pt should be sent
 // to under the redirect policy (never for a request that was already
 // redirected once, nor to a node without a URL).
-func (n *Node) farTarget(ctx *fasthttp.RequestCtx, pt *geo.Point) (string, bool) {
-	if n.policy.Mode != "redirect" || !pt.OK || !pt.HasCoords || len(ctx.QueryArgs().PeekBytes(hdrHop)) > 0 {
+func (n *Node) farTarget(hop bool, pt *geo.Point) (string, bool) {
+	if n.policy.Mode != "redirect" || !pt.OK || !pt.HasCoords || hop {
 		return "", false
 	}
 	target, far := n.policy.Decide(n.table, n.cfg.Name, float64(pt.Lat), float64(pt.Lon), true, false)
@@ -184,18 +228,23 @@ func country(pt *geo.Point) string {
 	return string(pt.Country[:])
 }
 
-// clientIP is the connection's address, or the forwarded one when the peer is
-// a trusted proxy.
-func (n *Node) clientIP(ctx *fasthttp.RequestCtx) netip.Addr {
+// clientIP is the connection's address, or the forwarded one (from the
+// X-Forwarded-For and Forwarded header values) when the peer is a trusted proxy.
+func (n *Node) clientIP(remote netip.Addr, xff, forwarded []byte) netip.Addr {
+	if len(n.trusted) == 0 {
+		return remote
+	}
+	return clientip.From(remote, xff, forwarded, n.trusted)
+}
+
+// clientIPCtx is clientIP for a fasthttp request.
+func (n *Node) clientIPCtx(ctx *fasthttp.RequestCtx) netip.Addr {
 	var remote netip.Addr
 	if ta, ok := ctx.RemoteAddr().(*net.TCPAddr); ok {
 		remote, _ = netip.AddrFromSlice(ta.IP)
 		remote = remote.Unmap()
 	}
-	if len(n.trusted) == 0 {
-		return remote
-	}
-	return clientip.From(remote, ctx.Request.Header.Peek("X-Forwarded-For"), ctx.Request.Header.Peek("Forwarded"), n.trusted)
+	return n.clientIP(remote, ctx.Request.Header.Peek("X-Forwarded-For"), ctx.Request.Header.Peek("Forwarded"))
 }
 
 var notFoundPage = []byte(`<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">` +
@@ -204,11 +253,16 @@ var notFoundPage = []byte(`<!doctype html><html lang="en"><head><meta charset="u
 
 // linkNotFound answers an unknown, forged or expired code with a small page.
 func (n *Node) linkNotFound(ctx *fasthttp.RequestCtx) {
+	notFoundPageCtx(ctx)
+	n.metrics.redirNotFound.Inc()
+}
+
+// notFoundPageCtx writes the not-found page without counting it.
+func notFoundPageCtx(ctx *fasthttp.RequestCtx) {
 	ctx.SetStatusCode(fasthttp.StatusNotFound)
 	ctx.Response.Header.SetContentType("text/html; charset=utf-8")
 	ctx.Response.Header.SetCanonical(hdrCacheControl, valNoStore)
 	ctx.SetBody(notFoundPage)
-	n.metrics.redirNotFound.Inc()
 }
 
 // trimUA returns the recorded user agent of a click.

@@ -139,9 +139,9 @@ func checkID(field, v string, required bool) error {
 // before the answer), submit to the ledger, answer 202 (or 200 with the
 // decision when ?wait= sees it).
 func (n *Node) register(ctx *fasthttp.RequestCtx) error {
-	ip := n.clientIP(ctx)
+	ip := n.clientIPCtx(ctx)
 	pt := n.locate(ip)
-	if target, ok := n.farTarget(ctx, &pt); ok {
+	if target, ok := n.farTarget(len(ctx.QueryArgs().PeekBytes(hdrHop)) > 0, &pt); ok {
 		// 307 keeps the method and body: the client posts the same
 		// registration to the nearer node.
 		ctx.Response.Header.Set("Location", target+"/v1/registrations?"+hopQuery(ctx))

@@ -1,10 +1,10 @@
 package node
 
 import (
+	"bytes"
 	"net/netip"
 	"strconv"
 	"sync"
-	"time"
 
 	"github.com/refrouter/refrouter/geo"
 	"github.com/refrouter/refrouter/ledger"
@@ -52,15 +52,46 @@ func (n *Node) compiledRules(c *ledger.Campaign) *rules.Set {
 }
 
 // stickyCookie names the cookie that keeps a viewer's A/B split choice per campaign.
-func stickyCookie(campaign uint16) string { return "rr_ab_" + strconv.Itoa(int(campaign)) }
+func stickyCookie(campaign uint16) string { return string(appendStickyCookie(nil, campaign)) }
 
-func (n *Node) matchRules(ctx *fasthttp.RequestCtx, rs *rules.Set, ip netip.Addr, pt *geo.Point, now time.Time, campaign uint16) (string, string, bool) {
+// appendStickyCookie appends the name of campaign's A/B cookie to dst.
+func appendStickyCookie(dst []byte, campaign uint16) []byte {
+	return strconv.AppendUint(append(dst, "rr_ab_"...), uint64(campaign), 10)
+}
+
+// cookieValue returns the value of the first cookie called name in a Cookie
+// header ("a=1; b=2"), nil when there is none. Quotes around a value are
+// removed, as fasthttp does.
+func cookieValue(header, name []byte) []byte {
+	for len(header) > 0 {
+		var pair []byte
+		if i := bytes.IndexByte(header, ';'); i >= 0 {
+			pair, header = header[:i], header[i+1:]
+		} else {
+			pair, header = header, nil
+		}
+		pair = bytes.TrimSpace(pair)
+		k, v, ok := bytes.Cut(pair, []byte{'='})
+		if !ok || !bytes.Equal(bytes.TrimSpace(k), name) {
+			continue
+		}
+		v = bytes.TrimSpace(v)
+		if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+			v = v[1 : len(v)-1]
+		}
+		return v
+	}
+	return nil
+}
+
+func (n *Node) matchRules(r *redirectReq, rs *rules.Set, ip netip.Addr, pt *geo.Point, campaign uint16) (string, string, bool) {
+	var name [16]byte
 	req := rules.Request{
-		UA:             ctx.Request.Header.UserAgent(),
-		AcceptLanguage: ctx.Request.Header.Peek("Accept-Language"),
+		UA:             r.ua,
+		AcceptLanguage: r.acceptLanguage,
 		IP:             ip,
-		Now:            now,
-		Sticky:         ctx.Request.Header.Cookie(stickyCookie(campaign)),
+		Now:            r.now,
+		Sticky:         cookieValue(r.cookie, appendStickyCookie(name[:0], campaign)),
 	}
 	if pt.OK {
 		req.Country = string(pt.Country[:])

@@ -1,0 +1,124 @@
+package node
+
+import (
+	"bytes"
+	"fmt"
+	"strconv"
+
+	"github.com/refrouter/refrouter/edgehttp"
+	"github.com/valyala/fasthttp"
+)
+
+// newEdge builds the fast path in front of the fasthttp server: share-code
+// requests are answered straight off the connection; every other request is
+// handed, with its connection, to fasthttp (same timeouts).
+func (n *Node) newEdge() (*edgehttp.Server, error) {
+	return edgehttp.New(edgehttp.Config{
+		Match:       isCodePath,
+		Serve:       n.serveEdge,
+		IdleTimeout: n.server.IdleTimeout,
+		ReadTimeout: n.server.ReadTimeout,
+		Panic:       func(v any) { n.log.Error("panic in redirect", "panic", fmt.Sprint(v)) },
+	})
+}
+
+// edgeHeaders are the header lines every fast-path answer carries besides
+// Date: the ones fasthttp's answers carry (Server, X-Served-By, X-Region).
+func edgeHeaders(name, region string) []byte {
+	return []byte("Server: refrouter\r\nX-Served-By: " + name + "\r\nX-Region: " + region + "\r\n")
+}
+
+// serveEdge answers a share-code request on the fast path: the redirect, then
+// the whole HTTP response appended to dst.
+func (n *Node) serveEdge(dst []byte, r *edgehttp.Request) []byte {
+	req := redirectReq{
+		code:           r.Path[1:],
+		head:           r.Head,
+		hop:            len(queryValue(r.Query, "rr_hop")) > 0,
+		now:            r.Now,
+		remote:         r.Remote.Addr(),
+		ua:             r.UserAgent,
+		xff:            r.XForwardedFor,
+		forwarded:      r.Forwarded,
+		acceptLanguage: r.AcceptLanguage,
+		cookie:         r.Cookie,
+	}
+	if !n.realClock {
+		req.now = n.now()
+	}
+	bp := bufPool.Get().(*[]byte)
+	res := n.redirect(&req, (*bp)[:0])
+	switch res.status {
+	case fasthttp.StatusFound:
+		dst = append(dst, "HTTP/1.1 302 Found\r\n"...)
+		dst = n.appendEdgeHeaders(dst, r.Date)
+		dst = append(dst, "Content-Length: 0\r\nCache-Control: no-store\r\nLocation: "...)
+		// Destinations are URLs checked at campaign creation (no control
+		// characters) and the token is base64url: nothing to escape.
+		dst = append(dst, res.loc...)
+		dst = append(dst, "\r\n"...)
+		if res.sticky != "" {
+			dst = append(dst, "Set-Cookie: "...)
+			dst = appendStickyCookie(dst, res.campaign)
+			dst = append(dst, '=')
+			dst = append(dst, res.sticky...)
+			dst = append(dst, "; max-age=2592000; HttpOnly; SameSite=Lax\r\n"...)
+		}
+		dst = append(dst, "\r\n"...)
+	case fasthttp.StatusServiceUnavailable:
+		dst = append(dst, "HTTP/1.1 503 Service Unavailable\r\n"...)
+		dst = n.appendEdgeHeaders(dst, r.Date)
+		dst = append(dst, "Retry-After: 1\r\nContent-Type: text/plain; charset=utf-8\r\n"...)
+		dst = appendBody(dst, r.Head, startingBody)
+	default:
+		dst = append(dst, "HTTP/1.1 404 Not Found\r\n"...)
+		dst = n.appendEdgeHeaders(dst, r.Date)
+		dst = append(dst, "Cache-Control: no-store\r\nContent-Type: text/html; charset=utf-8\r\n"...)
+		dst = appendBody(dst, r.Head, notFoundPage)
+	}
+	if res.loc != nil {
+		*bp = res.loc
+	}
+	bufPool.Put(bp)
+	return dst
+}
+
+func (n *Node) appendEdgeHeaders(dst, date []byte) []byte {
+	dst = append(dst, n.edgeHeaders...)
+	dst = append(dst, "Date: "...)
+	dst = append(dst, date...)
+	return append(dst, "\r\n"...)
+}
+
+// appendBody appends Content-Length, the end of the header and, unless the
+// request was HEAD, the body.
+func appendBody[T string | []byte](dst []byte, head bool, body T) []byte {
+	dst = append(dst, "Content-Length: "...)
+	dst = strconv.AppendInt(dst, int64(len(body)), 10)
+	dst = append(dst, "\r\n\r\n"...)
+	if !head {
+		dst = append(dst, body...)
+	}
+	return dst
+}
+
+// queryValue returns the raw value of the first key=value pair of a query
+// string whose key is key ("" for a key without a value), nil when absent.
+func queryValue(q []byte, key string) []byte {
+	for len(q) > 0 {
+		var pair []byte
+		if i := bytes.IndexByte(q, '&'); i >= 0 {
+			pair, q = q[:i], q[i+1:]
+		} else {
+			pair, q = q, nil
+		}
+		k, v, _ := bytes.Cut(pair, []byte{'='})
+		if string(k) == key {
+			if v == nil {
+				v = pair[len(pair):]
+			}
+			return v
+		}
+	}
+	return nil
+}
