@@ -1,9 +1,15 @@
 package node
 
 import (
+	"bytes"
 	"context"
+	crand "crypto/rand"
 	"errors"
+	"io"
 	"time"
+	"unicode/utf8"
+
+	"github.com/oklog/ulid/v2"
 
 	"github.com/refrouter/refrouter/attribution"
 	"github.com/refrouter/refrouter/attribution/outbox"
@@ -20,6 +26,7 @@ const clickDrainInterval = 10 * time.Millisecond
 // the node may shed under pressure). It returns when ctx is done, after
 // recording what is queued.
 func (n *Node) recordClicks(ctx context.Context) {
+	rc := newClickRecorder()
 	batch := make([]attribution.Event, 0, 256)
 	// Clicks whose inviter the local replica does not know yet (a link issued
 	// a moment ago through another node): retried for a while, then recorded
@@ -31,7 +38,7 @@ func (n *Node) recordClicks(ctx context.Context) {
 	defer tick.Stop()
 	add := func(rec *clickRec) {
 		var ok bool
-		if batch, ok = n.appendClick(batch, rec, false); !ok {
+		if batch, ok = n.appendClick(rc, batch, rec, false); !ok {
 			unresolved = append(unresolved, *rec)
 		}
 	}
@@ -41,13 +48,14 @@ func (n *Node) recordClicks(ctx context.Context) {
 			rec := &unresolved[i]
 			giveUp := final || time.Since(time.Unix(0, rec.at)) > 10*time.Second
 			var ok bool
-			if batch, ok = n.appendClick(batch, rec, giveUp); !ok {
+			if batch, ok = n.appendClick(rc, batch, rec, giveUp); !ok {
 				keep = append(keep, *rec)
 			}
 		}
 		unresolved = keep
 	}
 	flush := func() {
+		rc.flushCounts(n)
 		if len(batch) == 0 {
 			return
 		}
@@ -107,10 +115,57 @@ func (n *Node) recordClicks(ctx context.Context) {
 	}
 }
 
+// clickRecorder is the recorder goroutine's own state: per-campaign click
+// counts added to the gossip counters once per batch, strings reused across
+// clicks (user agents, addresses and codes repeat: a shared link is clicked
+// by many, a carrier NAT carries many viewers), and its own ULID entropy.
+// It is used by that one goroutine only.
+type clickRecorder struct {
+	counts  map[string]uint64
+	strs    interner
+	entropy io.Reader
+	scratch []byte
+}
+
+func newClickRecorder() *clickRecorder {
+	return &clickRecorder{
+		counts:  map[string]uint64{},
+		strs:    interner{m: map[string]string{}, max: 16384},
+		entropy: ulid.Monotonic(crand.Reader, 0),
+	}
+}
+
+// flushCounts adds the batch's click counts to the gossip counters.
+func (rc *clickRecorder) flushCounts(n *Node) {
+	for id, c := range rc.counts {
+		n.cluster.Counters().Add(id, c)
+	}
+	clear(rc.counts)
+}
+
+// interner returns strings equal to the bytes it is given, reusing those it
+// returned before; it forgets everything when it holds max strings.
+type interner struct {
+	m   map[string]string
+	max int
+}
+
+func (in *interner) get(b []byte) string {
+	if s, ok := in.m[string(b)]; ok { // the conversion does not allocate here
+		return s
+	}
+	if len(in.m) >= in.max {
+		clear(in.m)
+	}
+	s := string(b)
+	in.m[s] = s
+	return s
+}
+
 // appendClick turns a click record into an event, resolving names from the
 // local ledger replica, and counts it. It reports false, appending nothing,
 // when the replica does not know the inviter yet, unless force is set.
-func (n *Node) appendClick(batch []attribution.Event, r *clickRec, force bool) ([]attribution.Event, bool) {
+func (n *Node) appendClick(rc *clickRecorder, batch []attribution.Event, r *clickRec, force bool) ([]attribution.Event, bool) {
 	camp := n.ledger.Campaigns().ByNumber(r.code.Campaign)
 	if camp == nil {
 		return batch, true // verified against a campaign since replaced: nothing to attribute
@@ -119,23 +174,34 @@ func (n *Node) appendClick(batch []attribution.Event, r *clickRec, force bool) (
 	if !ok && !force {
 		return batch, false
 	}
-	n.cluster.Counters().Add(camp.ID, 1)
+	rc.counts[camp.ID]++
+	at := time.Unix(0, r.at)
 	ev := attribution.Event{
-		ID:       newID(time.Unix(0, r.at)),
+		ID:       ulid.MustNew(ulid.Timestamp(at), rc.entropy).String(),
 		Kind:     attribution.KindClick,
-		At:       time.Unix(0, r.at).UTC(),
+		At:       at.UTC(),
 		Node:     n.cfg.Name,
 		Region:   n.cfg.Region,
 		Campaign: camp.ID,
-		Code:     string(r.codeStr[:]),
+		Code:     rc.strs.get(r.codeStr[:]),
 		Inviter:  inviter,
-		UA:       r.userAgent(),
+		UA:       rc.userAgent(r),
 	}
 	if r.ip.IsValid() {
-		ev.IP = r.ip.String()
+		rc.scratch = r.ip.AppendTo(rc.scratch[:0])
+		ev.IP = rc.strs.get(rc.scratch)
 	}
 	if r.country[0] != 0 {
-		ev.Country = string(r.country[:])
+		ev.Country = rc.strs.get(r.country[:])
 	}
 	return append(batch, ev), true
+}
+
+// userAgent returns the recorded user agent of a click as valid UTF-8.
+func (rc *clickRecorder) userAgent(r *clickRec) string {
+	ua := r.ua[:r.uaLen]
+	if utf8.Valid(ua) {
+		return rc.strs.get(ua)
+	}
+	return string(bytes.ToValidUTF8(ua, nil))
 }

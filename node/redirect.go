@@ -1,13 +1,11 @@
 package node
 
 import (
-	"bytes"
 	"net"
 	"net/netip"
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/refrouter/refrouter/bots"
 	"github.com/refrouter/refrouter/clientip"
@@ -263,13 +261,4 @@ func notFoundPageCtx(ctx *fasthttp.RequestCtx) {
 	ctx.Response.Header.SetContentType("text/html; charset=utf-8")
 	ctx.Response.Header.SetCanonical(hdrCacheControl, valNoStore)
 	ctx.SetBody(notFoundPage)
-}
-
-// trimUA returns the recorded user agent of a click.
-func (r *clickRec) userAgent() string {
-	ua := r.ua[:r.uaLen]
-	if utf8.Valid(ua) {
-		return string(ua)
-	}
-	return string(bytes.ToValidUTF8(ua, nil))
 }
