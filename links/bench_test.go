@@ -1,6 +1,10 @@
 package links
 
-import "testing"
+import (
+	"bytes"
+	"crypto/sha256"
+	"testing"
+)
 
 func BenchmarkVerify(b *testing.B) {
 	k := newTestKeyring(b, 1, 1)
@@ -17,6 +21,130 @@ func BenchmarkVerify(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkVerifyHit verifies one code over and over: after the first call
+// every call is a hit of the code cache.
+func BenchmarkVerifyHit(b *testing.B) {
+	k := newTestKeyring(b, 1, 1)
+	code := mustCode(b, k, Code{Campaign: 7, Inviter: 123456, Variant: 2})
+	if _, err := k.Verify(code, testNow); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := k.Verify(code, testNow); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkVerifyUncached is Verify with the code cache disabled: one HMAC
+// per call, the cost of every verification before the cache.
+func BenchmarkVerifyUncached(b *testing.B) {
+	k := newTestKeyring(b, 1, 1)
+	k.cache = nil
+	code := mustCode(b, k, Code{Campaign: 7, Inviter: 123456, Variant: 2})
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := k.Verify(code, testNow); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkVerifyMiss cycles through 65536 distinct genuine codes, 8 per
+// cache slot, so nearly every call misses and writes its slot; "nocache"
+// runs the same codes with the cache disabled.
+func BenchmarkVerifyMiss(b *testing.B) {
+	k := newTestKeyring(b, 1, 1)
+	codes := make([][CodeLen]byte, 1<<16)
+	for i := range codes {
+		codes[i] = [CodeLen]byte(mustCode(b, k, Code{Campaign: 7, Inviter: uint32(i), Variant: 2}))
+	}
+	for _, cached := range []bool{true, false} {
+		name := "cache"
+		if !cached {
+			name = "nocache"
+		}
+		b.Run(name, func(b *testing.B) {
+			k := newTestKeyring(b, 1, 1)
+			if !cached {
+				k.cache = nil
+			}
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				if _, err := k.Verify(codes[i&(len(codes)-1)][:], testNow); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkVerifyForged verifies a forged code (wrong tag): one HMAC, never
+// cached.
+func BenchmarkVerifyForged(b *testing.B) {
+	k := newTestKeyring(b, 1, 1)
+	code := mustCode(b, k, Code{Campaign: 7, Inviter: 123456, Variant: 2})
+	code[15] = alphabet[(bytes.IndexByte([]byte(alphabet), code[15])+1)%len(alphabet)]
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := k.Verify(code, testNow); err != ErrForged {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkRedirectTokenOld is the redirect's use of the package before
+// VerifyCode and the code cache: Verify (one HMAC), then AppendClickToken
+// (two: the code tag again and the token).
+func BenchmarkRedirectTokenOld(b *testing.B) {
+	k := newTestKeyring(b, 1, 1)
+	k.cache = nil
+	code := mustCode(b, k, Code{Campaign: 7, Inviter: 123456, Variant: 2})
+	buf := make([]byte, 0, MaxClickTokenLen)
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		c, err := k.Verify(code, testNow)
+		if err != nil {
+			b.Fatal(err)
+		}
+		buf, _ = k.AppendClickToken(buf[:0], Click{Code: c, ClickID: uint64(i), At: testNow, Node: "fra-1"})
+	}
+}
+
+// BenchmarkRedirectToken is the redirect's steady state with VerifyCode and
+// AppendClickTokenFor: a cache hit and the token's own HMAC.
+func BenchmarkRedirectToken(b *testing.B) {
+	k := newTestKeyring(b, 1, 1)
+	code := mustCode(b, k, Code{Campaign: 7, Inviter: 123456, Variant: 2})
+	buf := make([]byte, 0, MaxClickTokenLen)
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		v, err := k.VerifyCode(code, testNow)
+		if err != nil {
+			b.Fatal(err)
+		}
+		buf, _ = k.AppendClickTokenFor(buf[:0], v, Click{Code: v.Code(), ClickID: uint64(i), At: testNow, Node: "fra-1"})
+	}
+}
+
+// BenchmarkAppendClickTokenFor signs tokens for a verified code: one HMAC.
+func BenchmarkAppendClickTokenFor(b *testing.B) {
+	k := newTestKeyring(b, 1, 1)
+	code := mustCode(b, k, Code{Campaign: 7, Inviter: 123456, Variant: 2})
+	v, err := k.VerifyCode(code, testNow)
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := Click{Code: v.Code(), At: testNow, Node: "fra-1"}
+	buf := make([]byte, 0, MaxClickTokenLen)
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		c.ClickID = uint64(i)
+		buf, _ = k.AppendClickTokenFor(buf[:0], v, c)
+	}
 }
 
 func BenchmarkAppendCode(b *testing.B) {
@@ -59,4 +187,30 @@ func BenchmarkQRCodePNG(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkMACOverhead compares one code tag (an HMAC of 7 bytes through
+// the pooled crypto/hmac state) with its floor, the two SHA-256 compressions
+// any HMAC-SHA256 needs (two one-block sha256.Sum256 calls): the gap is all
+// a hand-rolled HMAC could save.
+func BenchmarkMACOverhead(b *testing.B) {
+	b.Run("codeTag", func(b *testing.B) {
+		k := newTestKeyring(b, 1, 1)
+		ck := k.slots[1].campaignKey(7)
+		st := ck.get()
+		defer ck.put(st)
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			st.codeTag(uint64(i))
+		}
+	})
+	b.Run("sha256x2", func(b *testing.B) {
+		var msg [7]byte
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			msg[0] = byte(i)
+			inner := sha256.Sum256(msg[:])
+			sha256.Sum256(inner[:])
+		}
+	})
 }

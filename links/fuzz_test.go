@@ -15,7 +15,38 @@ func FuzzVerify(f *testing.F) {
 	for _, s := range []string{"", "0000000000000000", "zzzzzzzzzzzzzzzz", "000000000000000", "000000000000000-", "00000000000000é"} {
 		f.Add([]byte(s))
 	}
+	// Same keys: plain has no code cache, tiny has one slot (every genuine
+	// code evicts the last), k the full cache.
+	plain := newTestKeyring(f, 1, 1, 2)
+	plain.cache = nil
+	tiny := newTestKeyring(f, 1, 1, 2)
+	tiny.cache = newCodeCache(1)
 	f.Fuzz(func(t *testing.T, in []byte) {
+		want, wantErr := plain.VerifyCode(in, testNow)
+		var vk VerifiedCode // k's verification
+		// The second call of a genuine code is a hit.
+		for i := 0; i < 2; i++ {
+			for _, kk := range []*Keyring{k, tiny} {
+				v, err := kk.VerifyCode(in, testNow)
+				if err != wantErr || !sameVerification(v, want) {
+					t.Fatalf("VerifyCode(%q) = %+v, %v; uncached %+v, %v", in, v, err, want, wantErr)
+				}
+				if kk == k {
+					vk = v
+				}
+			}
+		}
+		if wantErr != nil {
+			if len(in) == CodeLen && (isCached(k, in) || isCached(tiny, in)) {
+				t.Fatalf("rejected code %q is cached", in)
+			}
+		} else {
+			cl := Click{Code: want.Code(), ClickID: 5, At: testNow, Node: "hk-1"}
+			tok, err := k.AppendClickTokenFor(nil, vk, cl)
+			if err != nil || !bytes.Equal(tok, mustClick(t, k, cl)) {
+				t.Fatalf("AppendClickTokenFor(%q) = %q, %v; AppendClickToken differs", in, tok, err)
+			}
+		}
 		c, err := k.Verify(in, testNow)
 		p, perr := Peek(in)
 		if (perr == nil) != !errors.Is(err, ErrMalformed) {

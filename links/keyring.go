@@ -163,12 +163,14 @@ func (st *macState) codeTag(n53 uint64) uint64 {
 // Keyring holds the cluster's master keys. One generation is current and
 // issues codes; every generation that is the newest of its residue mod 4
 // verifies them until its RetireAt. A Keyring is immutable after
-// NewKeyring apart from its internal derived-key cache, and is safe for
-// concurrent use by many goroutines.
+// NewKeyring apart from its internal caches (derived campaign keys and
+// recently verified codes, which the immutable keys never invalidate), and is
+// safe for concurrent use by many goroutines.
 type Keyring struct {
 	current uint8
 	slots   [4]*slot
 	b64     *base64.Encoding // strict raw URL encoding
+	cache   *codeCache       // verified codes; nil disables the cache
 }
 
 // NewKeyring validates keys and returns a keyring that issues with
@@ -201,6 +203,7 @@ func NewKeyring(keys []MasterKey, current uint8) (*Keyring, error) {
 	if s := k.slots[current&3]; s.gen != current {
 		return nil, fmt.Errorf("new keyring: current gen %d is shadowed by newer gen %d of the same residue mod 4: %w", current, s.gen, ErrInvalid)
 	}
+	k.cache = newCodeCache(codeCacheSlots)
 	return k, nil
 }
 
