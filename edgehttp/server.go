@@ -21,6 +21,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -300,6 +301,13 @@ func (s *Server) serveConn(c net.Conn) {
 			if _, err := c.Write(out); err != nil {
 				return
 			}
+			// Let the other connections' goroutines run before reading
+			// again: under load the client's next request has usually
+			// arrived by then, and the read finds it instead of costing a
+			// read that returns EAGAIN, a park and a poller wake-up (with
+			// wrk -c64 reads per request fall from 2.0 to 1.04; when idle
+			// it costs one pass through the scheduler).
+			runtime.Gosched()
 		}
 	}
 }

@@ -46,17 +46,18 @@ func (n *Node) serveEdge(dst []byte, r *edgehttp.Request) []byte {
 	if !n.realClock {
 		req.now = n.now()
 	}
-	bp := bufPool.Get().(*[]byte)
-	res := n.redirect(&req, (*bp)[:0])
+	// Most answers are 302s: write its head up to the Location value and
+	// let the redirect append the value in place; start over for the others.
+	start := len(dst)
+	dst = append(dst, "HTTP/1.1 302 Found\r\n"...)
+	dst = n.appendEdgeHeaders(dst, r.Date)
+	dst = append(dst, "Content-Length: 0\r\nCache-Control: no-store\r\nLocation: "...)
+	res := n.redirect(&req, dst)
 	switch res.status {
 	case fasthttp.StatusFound:
-		dst = append(dst, "HTTP/1.1 302 Found\r\n"...)
-		dst = n.appendEdgeHeaders(dst, r.Date)
-		dst = append(dst, "Content-Length: 0\r\nCache-Control: no-store\r\nLocation: "...)
 		// Destinations are URLs checked at campaign creation (no control
 		// characters) and the token is base64url: nothing to escape.
-		dst = append(dst, res.loc...)
-		dst = append(dst, "\r\n"...)
+		dst = append(res.loc, "\r\n"...)
 		if res.sticky != "" {
 			dst = append(dst, "Set-Cookie: "...)
 			dst = appendStickyCookie(dst, res.campaign)
@@ -66,20 +67,16 @@ func (n *Node) serveEdge(dst []byte, r *edgehttp.Request) []byte {
 		}
 		dst = append(dst, "\r\n"...)
 	case fasthttp.StatusServiceUnavailable:
-		dst = append(dst, "HTTP/1.1 503 Service Unavailable\r\n"...)
+		dst = append(dst[:start], "HTTP/1.1 503 Service Unavailable\r\n"...)
 		dst = n.appendEdgeHeaders(dst, r.Date)
 		dst = append(dst, "Retry-After: 1\r\nContent-Type: text/plain; charset=utf-8\r\n"...)
 		dst = appendBody(dst, r.Head, startingBody)
 	default:
-		dst = append(dst, "HTTP/1.1 404 Not Found\r\n"...)
+		dst = append(dst[:start], "HTTP/1.1 404 Not Found\r\n"...)
 		dst = n.appendEdgeHeaders(dst, r.Date)
 		dst = append(dst, "Cache-Control: no-store\r\nContent-Type: text/html; charset=utf-8\r\n"...)
 		dst = appendBody(dst, r.Head, notFoundPage)
 	}
-	if res.loc != nil {
-		*bp = res.loc
-	}
-	bufPool.Put(bp)
 	return dst
 }
 

@@ -60,7 +60,7 @@ type redirectReq struct {
 // redirectRes is the redirect's answer.
 type redirectRes struct {
 	status int    // 302, 404 or 503
-	loc    []byte // the Location of a 302, appended to the caller's buffer
+	loc    []byte // for a 302, the caller's buffer with the Location value appended
 	// sticky, when set, is the A/B split value to keep in campaign's cookie.
 	sticky   string
 	campaign uint16
