@@ -46,7 +46,7 @@ fuzz: ## run every fuzz target for FUZZTIME each
 
 .PHONY: bench
 bench: build ## Go benchmarks (benchstat-ready) and the redirect comparison against nginx and bare fasthttp
-	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./links ./bots ./geo ./clientip ./routing ./node ./ledger | tee bench-go.txt
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./edgehttp ./links ./bots ./geo ./clientip ./routing ./node ./ledger | tee bench-go.txt
 	bash scripts/bench-redirect.sh
 
 .PHONY: bench-once

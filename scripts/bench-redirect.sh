@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Redirect cost: refrouter (full path: verify + geo + click record) against nginx `return 302`
-# and a bare fasthttp 302 server, each pinned to core 0 with taskset, the load generator (wrk)
+# Redirect cost: refrouter (full path: verify + geo + click record) against nginx `return 302`,
+# a bare fasthttp 302 server and a canned 302 on refrouter's own redirect engine (edgehttp), each
+# pinned to core 0 with taskset, the load generator (wrk)
 # pinned to core 1, interleaved, in one run. Reports requests/s and the server's CPU time per
 # request (utime+stime from /proc/PID/stat over the run, divided by the requests wrk made), and
 # the ratios to nginx. Then the latency at half of refrouter's measured throughput from
@@ -95,6 +96,12 @@ taskset -c 0 "$BIN" bare-302 --listen "127.0.0.1:$BP" &
 BPID=$!; PIDS+=("$BPID")
 wait_http "http://127.0.0.1:$BP/x"
 
+# --- canned 302 on edgehttp (refrouter's redirect engine, no redirect work) ---------------------
+EP=$(port)
+taskset -c 0 "$BIN" bare-302 --engine edgehttp --listen "127.0.0.1:$EP" &
+EPID=$!; PIDS+=("$EPID")
+wait_http "http://127.0.0.1:$EP/x"
+
 declare -A REQ CPU
 run() { # name pid url
   local name=$1 pid=$2 url=$3 before after out reqs
@@ -111,6 +118,7 @@ for r in $(seq 1 "$ROUNDS"); do
   echo "round $r/$ROUNDS" >&2
   run nginx "$NPID" "http://127.0.0.1:$NP/$CODE"
   run bare "$BPID" "http://127.0.0.1:$BP/$CODE"
+  run edge "$EPID" "http://127.0.0.1:$EP/$CODE"
   run refrouter "$RPID" "$REF_URL"
 done
 
@@ -118,11 +126,11 @@ done
   echo "| server (pinned to core 0; wrk -t1 -c64 on core 1) | requests/s | CPU µs per request | vs nginx |"
   echo "|---|---:|---:|---:|"
   ncpu=$(python3 -c "print(${CPU[nginx]}/$CLK*1e6/${REQ[nginx]})")
-  for name in nginx bare refrouter; do
+  for name in nginx bare edge refrouter; do
     python3 - "$name" "${REQ[$name]}" "${CPU[$name]}" "$CLK" "$ROUNDS" "$SECS" "$ncpu" <<'PY'
 import sys
 name, reqs, ticks, clk, rounds, secs, ncpu = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), float(sys.argv[7])
-label = {"nginx": "nginx `return 302`", "bare": "bare fasthttp 302", "refrouter": "refrouter (verify + geo + click record)"}[name]
+label = {"nginx": "nginx `return 302`", "bare": "bare fasthttp 302", "edge": "canned 302 on edgehttp (refrouter's engine)", "refrouter": "refrouter (verify + geo + click record)"}[name]
 us = ticks / clk * 1e6 / reqs
 print(f"| {label} | {reqs / (rounds * secs):,.0f} | {us:.2f} | {us / ncpu:.2f}× |")
 PY
@@ -135,6 +143,7 @@ HALF=$(( REQ[refrouter] / (ROUNDS * SECS) / 2 ))
 echo >&2; echo "latency at half of refrouter's throughput ($HALF req/s), refrouter bench redirect:" >&2
 taskset -c 1 "$BIN" bench redirect \
   --target "nginx@eu-central=http://127.0.0.1:$NP" --target "bare@eu-central=http://127.0.0.1:$BP" \
+  --target "edge@eu-central=http://127.0.0.1:$EP" \
   --target "refrouter@eu-central=http://127.0.0.1:$RP" --codes <(echo "$CODE") \
   --rate "$HALF" --connections 64 --duration "${SECS}s" --warmup 2s --cidrs 203.0.113.0/24,198.51.100.0/24 \
   --out "$OUT" | tee "$OUT/redirect-latency.txt"

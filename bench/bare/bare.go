@@ -1,6 +1,8 @@
-// Package bare is the comparison floor of the redirect benchmark: a bare
-// fasthttp server that answers every request with the same 302, doing no
-// verification, geo lookup or recording.
+// Package bare holds the comparison floors of the redirect benchmark:
+// servers that answer every request with the same 302, doing no
+// verification, geo lookup or recording — one on fasthttp (Serve), one on
+// refrouter's own redirect server, edgehttp (ServeEdge), so that the cost of
+// the redirect's work shows apart from the cost of the HTTP engine.
 package bare
 
 import (
@@ -9,6 +11,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/refrouter/refrouter/edgehttp"
 	"github.com/valyala/fasthttp"
 )
 
@@ -41,7 +44,32 @@ func Serve(ln net.Listener) error {
 	return nil
 }
 
-var location = []byte(Location)
+// ServeEdge is Serve on edgehttp: every GET or HEAD in edgehttp's subset of
+// HTTP/1.1 gets the 302 straight off the connection (the other requests go to
+// Serve's fasthttp handler). It returns nil once ln is closed.
+func ServeEdge(ln net.Listener) error {
+	es, err := edgehttp.New(edgehttp.Config{
+		Match:       func([]byte) bool { return true },
+		Serve:       func(dst []byte, _ *edgehttp.Request) []byte { return append(dst, edgeAnswer...) },
+		IdleTimeout: IdleTimeout,
+		ReadTimeout: ReadTimeout,
+	})
+	if err != nil {
+		return err
+	}
+	fb := &fasthttp.Server{Handler: handle, Name: "bare", ReadTimeout: ReadTimeout, IdleTimeout: IdleTimeout}
+	go fb.Serve(es.Fallback()) // returns when es.Fallback() is closed below
+	defer es.Fallback().Close()
+	if err := es.Serve(ln); err != nil && !errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("serve bare edge 302 on %s: %w", ln.Addr(), err)
+	}
+	return nil
+}
+
+var (
+	location   = []byte(Location)
+	edgeAnswer = []byte("HTTP/1.1 302 Found\r\nServer: bare\r\nContent-Length: 0\r\nLocation: " + Location + "\r\n\r\n")
+)
 
 func handle(ctx *fasthttp.RequestCtx) {
 	ctx.SetStatusCode(fasthttp.StatusFound)

@@ -9,12 +9,18 @@ import (
 )
 
 func TestServe(t *testing.T) {
+	for name, serve := range map[string]func(net.Listener) error{"fasthttp": Serve, "edgehttp": ServeEdge} {
+		t.Run(name, func(t *testing.T) { testServe(t, serve) })
+	}
+}
+
+func testServe(t *testing.T, serve func(net.Listener) error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- Serve(ln) }()
+	go func() { errc <- serve(ln) }()
 	c := &fasthttp.HostClient{Addr: ln.Addr().String()}
 	for _, path := range []string{"/", "/AbCdEfGh12345678", "/v1/registrations"} {
 		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()

@@ -186,9 +186,9 @@ func reportCmd() *cobra.Command {
 
 // bareCmd runs a bare fasthttp 302 server: the comparison beside refrouter in `make bench`.
 func bareCmd() *cobra.Command {
-	var listen string
+	var listen, engine string
 	cmd := &cobra.Command{
-		Use:    "bare-302 --listen ADDR",
+		Use:    "bare-302 --listen ADDR [--engine fasthttp|edgehttp]",
 		Short:  "Serve a fixed 302 on fasthttp (benchmark baseline)",
 		Hidden: true,
 		Args:   cobra.NoArgs,
@@ -198,7 +198,16 @@ func bareCmd() *cobra.Command {
 				return err
 			}
 			go func() { <-cmd.Context().Done(); ln.Close() }()
-			err = bare.Serve(ln)
+			serve := bare.Serve
+			switch engine {
+			case "fasthttp":
+			case "edgehttp":
+				serve = bare.ServeEdge
+			default:
+				ln.Close()
+				return fmt.Errorf("--engine %q: want fasthttp or edgehttp", engine)
+			}
+			err = serve(ln)
 			if cmd.Context().Err() != nil {
 				return nil
 			}
@@ -206,5 +215,6 @@ func bareCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8090", "listen address")
+	cmd.Flags().StringVar(&engine, "engine", "fasthttp", "HTTP engine: fasthttp, or edgehttp (refrouter's redirect server)")
 	return cmd
 }
