@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Redirect cost: refrouter (full path: verify + geo + click record) against nginx `return 302`,
 # a bare fasthttp 302 server and a canned 302 on refrouter's own redirect engine (edgehttp), each
-# pinned to core 0 with taskset, the load generator (wrk)
-# pinned to core 1, interleaved, in one run. Reports requests/s and the server's CPU time per
+# pinned to core 0 with taskset, the load generator (wrk) pinned to core 1, interleaved, in one run. Reports requests/s and the server's CPU time per
 # request (utime+stime from /proc/PID/stat over the run, divided by the requests wrk made), and
 # the ratios to nginx. Then the latency at half of refrouter's measured throughput from
 # `refrouter bench redirect` (open loop, HDR histogram).
