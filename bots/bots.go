@@ -7,12 +7,21 @@
 // agent, without allocating. Exceptions mask patterns that end inside them:
 // "cubot" (a phone brand) hides the "bot" it ends with, but not a
 // "Googlebot" elsewhere in the same user agent.
+//
+// Two optimisations leave every verdict unchanged (see prefilter.go and
+// cache.go): a cheap scan for byte pairs that every pattern occurrence
+// contains lets most human user agents skip the automaton, and each Matcher
+// remembers recent verdicts in a small lock-free table keyed by a seeded
+// 64-bit hash of the user agent, since a few app and browser builds make up
+// most real traffic.
 package bots
 
 import (
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"strings"
+	"sync/atomic"
 )
 
 // ErrInvalid reports an invalid pattern list given to NewMatcher.
@@ -78,23 +87,41 @@ func IsBot(ua []byte) bool {
 }
 
 // Matcher finds any of a set of patterns in a byte string, ignoring ASCII
-// case. It is immutable after NewMatcher and safe for concurrent use.
+// case. Its patterns, and so its verdicts, are fixed by NewMatcher; it
+// keeps a private cache of recent verdicts, and is safe for concurrent use.
 type Matcher struct {
 	class  [256]uint8 // byte -> input class; 0 for bytes in no pattern
 	nclass int
 	// next[state+class] is the next state; states are pre-multiplied by
 	// nclass. All matching states are one absorbing sink, so only the final
 	// state needs checking.
-	next []uint16
-	sink int // pre-multiplied sink state, -1 if nothing can match
+	next   []uint16
+	sink   int // pre-multiplied sink state, -1 if nothing can match
+	maxLen int // longest pattern or exception, in bytes
+
+	pairs *pairTable // the prefilter (prefilter.go)
+
+	// Verdict cache (cache.go).
+	seed  maphash.Seed
+	slots []atomic.Uint64
+	mask  uint64 // len(slots)-1
 }
 
 // NewMatcher builds a matcher of patterns, masked by exceptions: a pattern
 // occurrence that ends where an exception occurrence ends, and lies within
 // it, does not count. Patterns and exceptions are compared ignoring ASCII
 // case. It fails with ErrInvalid for an empty pattern list, an empty
-// pattern or exception, or a set too large for the automaton.
+// pattern or exception, or a set too large for the automaton. Besides the
+// automaton, a Matcher holds a 64 KiB prefilter table and a 32 KiB verdict
+// cache of its own, with its own random hash seed.
 func NewMatcher(patterns, exceptions []string) (*Matcher, error) {
+	return newMatcher(patterns, exceptions, humanSample[:], cacheSlots)
+}
+
+// newMatcher is NewMatcher with the sample that guides the choice of
+// prefilter pairs and the number of cache slots (a power of two, at least
+// 4) given, for tests.
+func newMatcher(patterns, exceptions, sample []string, slots int) (*Matcher, error) {
 	if len(patterns) == 0 {
 		return nil, fmt.Errorf("new matcher: no patterns: %w", ErrInvalid)
 	}
@@ -119,6 +146,7 @@ func NewMatcher(patterns, exceptions []string) (*Matcher, error) {
 
 	m := &Matcher{nclass: 1}
 	for _, p := range append(append([]string(nil), pats...), excs...) {
+		m.maxLen = max(m.maxLen, len(p))
 		for i := 0; i < len(p); i++ {
 			b := p[i]
 			if m.class[b] != 0 {
@@ -211,6 +239,8 @@ func NewMatcher(patterns, exceptions []string) (*Matcher, error) {
 			m.next[i] = t * uint16(m.nclass)
 		}
 	}
+	m.pairs = buildPairs(pats, sample)
+	m.initCache(slots)
 	return m, nil
 }
 
@@ -232,14 +262,48 @@ func matchesAtEnd(s string, pats, excs []string) bool {
 }
 
 // Match reports whether s contains any pattern (ignoring ASCII case) that is
-// not masked by an exception. It does not allocate or retain s.
+// not masked by an exception. It does not allocate or retain s, and is safe
+// for concurrent use.
 func (m *Matcher) Match(s []byte) bool {
+	h := maphash.Bytes(m.seed, s)
+	if v, ok := m.cached(h); ok {
+		if invariants {
+			m.check(s, v)
+		}
+		return v
+	}
+	v := m.scan(s)
+	if invariants {
+		m.check(s, v)
+	}
+	m.remember(h, v)
+	return v
+}
+
+// check panics if v is not the reference automaton's verdict on s. It runs
+// on every Match in builds with the invariants tag; a panic is a bug in the
+// prefilter or the cache (or, with probability 2^-64 per lookup, a hash
+// collision).
+func (m *Matcher) check(s []byte, v bool) {
+	if m.run(s) != v {
+		panic(fmt.Sprintf("bots: invariant broken: Match(%q) = %v, automaton %v", string(s), v, !v))
+	}
+}
+
+// run is the automaton over s from its start state: the reference
+// matcher, with no prefilter and no cache (it stops at the first match, as
+// the sink absorbs).
+func (m *Matcher) run(s []byte) bool {
 	st := 0
 	next := m.next
+	sink := m.sink
 	for _, b := range s {
 		st = int(next[st+int(m.class[b])])
+		if st == sink {
+			return true
+		}
 	}
-	return st == m.sink
+	return false
 }
 
 // asciiLower lower-cases ASCII letters only.

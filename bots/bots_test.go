@@ -214,8 +214,13 @@ func FuzzIsBot(f *testing.F) {
 	pats, excs := DefaultPatterns(), DefaultExceptions()
 	f.Fuzz(func(t *testing.T, ua []byte) {
 		got := IsBot(ua)
-		if want := refIsBot(string(ua), pats, excs); got != want {
+		want := refIsBot(string(ua), pats, excs)
+		if got != want {
 			t.Fatalf("IsBot(%q) = %v, reference %v", ua, got, want)
+		}
+		// Uncached, cached, and the automaton alone agree.
+		if len(ua) > 0 {
+			agree(t, defaultMatcher, ua, want)
 		}
 		// Case of ASCII letters never matters.
 		up := bytes.Map(func(r rune) rune {
