@@ -206,38 +206,56 @@ func (o *Outbox) newSegmentLocked() error {
 // call fails with ErrFull while the retained bytes exceed MaxBytes (durable appends are
 // always accepted). A ctx that is done before the records are written fails the call.
 func (o *Outbox) Append(ctx context.Context, durable bool, evs ...attribution.Event) (uint64, error) {
-	if err := ctx.Err(); err != nil {
-		return 0, fmt.Errorf("outbox append: %w", err)
+	last, done, err := o.beginAppend(ctx, durable, len(evs))
+	if done {
+		return last, err
 	}
-	o.mu.Lock()
-	if o.closed {
-		o.mu.Unlock()
-		return 0, ErrClosed
-	}
-	if o.err != nil {
-		err := o.err
-		o.mu.Unlock()
-		return 0, err
-	}
-	if len(evs) == 0 {
-		last := o.nextSeq - 1
-		o.mu.Unlock()
-		return last, nil
-	}
-	if !durable && o.bytes >= o.opts.MaxBytes {
-		o.mu.Unlock()
-		return 0, ErrFull
-	}
-	var last uint64
 	for i := range evs {
 		if err := o.appendLocked(&evs[i]); err != nil {
 			o.mu.Unlock()
 			return 0, err
 		}
-		last = o.nextSeq - 1
 	}
-	if len(o.buf) >= flushBytes { // durable records are written by the sync that covers them
+	return o.endAppend(durable)
+}
 
+// beginAppend starts an append of n records: it checks ctx, Close, a sticky
+// write error and, for a non-durable append, the bound, and returns holding mu.
+// With done set it has released mu and the append is over: it failed with err,
+// or there was nothing to append (n == 0) and last is the last seq.
+func (o *Outbox) beginAppend(ctx context.Context, durable bool, n int) (last uint64, done bool, err error) {
+	if err := ctx.Err(); err != nil {
+		return 0, true, fmt.Errorf("outbox append: %w", err)
+	}
+	o.mu.Lock()
+	if o.closed {
+		o.mu.Unlock()
+		return 0, true, ErrClosed
+	}
+	if o.err != nil {
+		err := o.err
+		o.mu.Unlock()
+		return 0, true, err
+	}
+	if n == 0 {
+		last := o.nextSeq - 1
+		o.mu.Unlock()
+		return last, true, nil
+	}
+	if !durable && o.bytes >= o.opts.MaxBytes {
+		o.mu.Unlock()
+		return 0, true, ErrFull
+	}
+	return 0, false, nil
+}
+
+// endAppend finishes an append begun by beginAppend once its records are in
+// buf: it writes buf out if it is large, wakes waiters, releases mu and, for a
+// durable append, waits for the sync that covers the records. It returns the
+// seq of the last record appended.
+func (o *Outbox) endAppend(durable bool) (uint64, error) {
+	last := o.nextSeq - 1
+	if len(o.buf) >= flushBytes { // durable records are written by the sync that covers them
 		if err := o.flushLocked(); err != nil {
 			o.mu.Unlock()
 			return 0, err
@@ -264,6 +282,12 @@ func (o *Outbox) appendLocked(e *attribution.Event) error {
 	if len(o.scratch) > MaxEventBytes {
 		return fmt.Errorf("outbox append event %q: %d bytes: %w", e.ID, len(o.scratch), ErrTooLarge)
 	}
+	return o.appendPayloadLocked(o.scratch)
+}
+
+// appendPayloadLocked frames one encoded event into buf as record nextSeq,
+// rolling the segment first if it is full. The caller has checked its size.
+func (o *Outbox) appendPayloadLocked(payload []byte) error {
 	active := o.segs[len(o.segs)-1]
 	if active.size+int64(len(o.buf)) >= o.opts.SegmentBytes && active.count+o.bufN > 0 {
 		if err := o.rollLocked(); err != nil {
@@ -275,7 +299,7 @@ func (o *Outbox) appendLocked(e *attribution.Event) error {
 		o.bufIdx = append(o.bufIdx, int64(len(o.buf)))
 	}
 	n := len(o.buf)
-	o.buf = appendFrame(o.buf, o.nextSeq, o.scratch)
+	o.buf = appendFrame(o.buf, o.nextSeq, payload)
 	o.bytes += int64(len(o.buf) - n)
 	o.bufN++
 	o.nextSeq++
@@ -287,22 +311,32 @@ func (o *Outbox) flushLocked() error {
 	if len(o.buf) == 0 {
 		return nil
 	}
+	if err := o.writeLocked(o.buf); err != nil {
+		return err
+	}
+	o.buf = o.buf[:0]
+	if cap(o.buf) > 4*flushBytes {
+		o.buf = nil
+	}
+	return nil
+}
+
+// writeLocked writes the frames of the bufN records counted as buffered, and
+// indexed in bufIdx, to the end of the active segment: buf, or frames that
+// would have been copied into an empty buf. A failed write poisons the Outbox.
+func (o *Outbox) writeLocked(frames []byte) error {
 	active := o.segs[len(o.segs)-1]
-	if _, err := active.f.WriteAt(o.buf, active.size); err != nil {
+	if _, err := active.f.WriteAt(frames, active.size); err != nil {
 		o.err = fmt.Errorf("outbox write %q: %w", active.path, err)
 		return o.err
 	}
 	for _, rel := range o.bufIdx {
 		active.index = append(active.index, active.size+rel)
 	}
-	active.size += int64(len(o.buf))
+	active.size += int64(len(frames))
 	active.count += o.bufN
-	o.buf = o.buf[:0]
 	o.bufN = 0
 	o.bufIdx = o.bufIdx[:0]
-	if cap(o.buf) > 4*flushBytes {
-		o.buf = nil
-	}
 	return nil
 }
 

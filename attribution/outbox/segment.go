@@ -7,6 +7,7 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -43,16 +44,18 @@ type segment struct {
 
 func segName(first uint64) string { return fmt.Sprintf("%020d%s", first, segSuffix) }
 
-// appendFrame appends the frame of (seq, e) to dst.
+// appendFrame appends the frame of (seq, payload) to dst. It writes the header in
+// place (a header array of its own would escape to the heap through crc32) and
+// takes the CRC of seq and payload, adjacent in the frame, in one pass.
 func appendFrame(dst []byte, seq uint64, payload []byte) []byte {
-	var h [frameHeader]byte
+	start := len(dst)
+	dst = slices.Grow(dst, frameHeader+len(payload))[:start+frameHeader]
+	h := dst[start : start+frameHeader]
 	binary.LittleEndian.PutUint32(h[0:4], uint32(len(payload)))
 	binary.LittleEndian.PutUint64(h[8:16], seq)
-	crc := crc32.Update(0, crcTable, h[8:16])
-	crc = crc32.Update(crc, crcTable, payload)
-	binary.LittleEndian.PutUint32(h[4:8], crc)
-	dst = append(dst, h[:]...)
-	return append(dst, payload...)
+	dst = append(dst, payload...)
+	binary.LittleEndian.PutUint32(dst[start+4:start+8], crc32.Update(0, crcTable, dst[start+8:]))
+	return dst
 }
 
 // parseFrame checks the frame at the start of b. It returns the seq, the payload and the
