@@ -89,6 +89,30 @@ NMASTER=$!; PIDS+=("$NMASTER")
 wait_http "http://127.0.0.1:$NP/x"
 NPID=$(pgrep -P "$NMASTER" | head -1)   # the one worker does the work
 
+# --- nginx return 302 that also logs each request (its analogue of recording the click) ---------
+LP=$(port)
+mkdir -p "$WORK/nginx-log"
+cat >"$WORK/nginx-log/nginx.conf" <<NGX
+worker_processes 1;
+daemon off;
+pid $WORK/nginx-log/nginx.pid;
+error_log $WORK/nginx-log/error.log crit;
+events { worker_connections 4096; }
+http {
+  log_format click '\$msec \$http_x_forwarded_for "\$request_uri" "\$http_user_agent"';
+  access_log $WORK/nginx-log/access.log click buffer=64k flush=1s;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$LP;
+    location / { return 302 "https://live.example.com/room/42?rr_click=AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"; }
+  }
+}
+NGX
+taskset -c 0 "$NGINX" -c "$WORK/nginx-log/nginx.conf" -p "$WORK/nginx-log" &
+LMASTER=$!; PIDS+=("$LMASTER")
+wait_http "http://127.0.0.1:$LP/x"
+LPID=$(pgrep -P "$LMASTER" | head -1)
+
 # --- bare fasthttp 302 ------------------------------------------------------------------------
 BP=$(port)
 taskset -c 0 "$BIN" bare-302 --listen "127.0.0.1:$BP" &
@@ -116,6 +140,7 @@ run() { # name pid url
 for r in $(seq 1 "$ROUNDS"); do
   echo "round $r/$ROUNDS" >&2
   run nginx "$NPID" "http://127.0.0.1:$NP/$CODE"
+  run nginxlog "$LPID" "http://127.0.0.1:$LP/$CODE"
   run bare "$BPID" "http://127.0.0.1:$BP/$CODE"
   run edge "$EPID" "http://127.0.0.1:$EP/$CODE"
   run refrouter "$RPID" "$REF_URL"
@@ -125,11 +150,11 @@ done
   echo "| server (pinned to core 0; wrk -t1 -c64 on core 1) | requests/s | CPU µs per request | vs nginx |"
   echo "|---|---:|---:|---:|"
   ncpu=$(python3 -c "print(${CPU[nginx]}/$CLK*1e6/${REQ[nginx]})")
-  for name in nginx bare edge refrouter; do
+  for name in nginx nginxlog bare edge refrouter; do
     python3 - "$name" "${REQ[$name]}" "${CPU[$name]}" "$CLK" "$ROUNDS" "$SECS" "$ncpu" <<'PY'
 import sys
 name, reqs, ticks, clk, rounds, secs, ncpu = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), float(sys.argv[7])
-label = {"nginx": "nginx `return 302`", "bare": "bare fasthttp 302", "edge": "canned 302 on edgehttp (refrouter's engine)", "refrouter": "refrouter (verify + geo + click record)"}[name]
+label = {"nginx": "nginx `return 302`", "nginxlog": "nginx `return 302` + buffered access_log", "bare": "bare fasthttp 302", "edge": "canned 302 on edgehttp (refrouter's engine)", "refrouter": "refrouter (verify + geo + click record)"}[name]
 us = ticks / clk * 1e6 / reqs
 print(f"| {label} | {reqs / (rounds * secs):,.0f} | {us:.2f} | {us / ncpu:.2f}× |")
 PY
