@@ -125,7 +125,7 @@ taskset -c 0 "$BIN" bare-302 --engine edgehttp --listen "127.0.0.1:$EP" &
 EPID=$!; PIDS+=("$EPID")
 wait_http "http://127.0.0.1:$EP/x"
 
-declare -A REQ CPU
+declare -A REQ CPU ROUND_US
 run() { # name pid url
   local name=$1 pid=$2 url=$3 before after out reqs
   taskset -c 1 wrk -t1 -c64 -d2s -H 'X-Forwarded-For: 203.0.113.10' -H 'User-Agent: Mozilla/5.0 (iPhone) Mobile' "$url" >/dev/null
@@ -135,6 +135,7 @@ run() { # name pid url
   reqs=$(awk '/requests in/ {print $1}' <<<"$out")
   REQ[$name]=$(( ${REQ[$name]:-0} + reqs ))
   CPU[$name]=$(( ${CPU[$name]:-0} + after - before ))
+  ROUND_US[$name]="${ROUND_US[$name]:-} $(python3 -c "print($((after - before))/$CLK*1e6/$reqs)")"
   printf '  %-10s round: %8d requests, %5d ticks\n' "$name" "$reqs" "$((after - before))" >&2
 }
 for r in $(seq 1 "$ROUNDS"); do
@@ -157,6 +158,18 @@ name, reqs, ticks, clk, rounds, secs, ncpu = sys.argv[1], int(sys.argv[2]), int(
 label = {"nginx": "nginx `return 302`", "nginxlog": "nginx `return 302` + buffered access_log", "bare": "bare fasthttp 302", "edge": "canned 302 on edgehttp (refrouter's engine)", "refrouter": "refrouter (verify + geo + click record)"}[name]
 us = ticks / clk * 1e6 / reqs
 print(f"| {label} | {reqs / (rounds * secs):,.0f} | {us:.2f} | {us / ncpu:.2f}× |")
+PY
+  done
+  # Ratios per round (each server against nginx in the same round): the spread says how much
+  # of a difference the shared machine's noise can hide.
+  echo
+  for name in nginxlog bare edge refrouter; do
+    python3 - "$name" "${ROUND_US[nginx]}" "${ROUND_US[$name]}" <<'PY'
+import statistics, sys
+n = [float(x) for x in sys.argv[2].split()]
+s = [float(x) for x in sys.argv[3].split()]
+r = sorted(b / a for a, b in zip(n, s))
+print(f"{sys.argv[1]}/nginx per round: min {r[0]:.2f}, median {statistics.median(r):.2f}, max {r[-1]:.2f}")
 PY
   done
 } | tee "$OUT/redirect-cpu.md"
