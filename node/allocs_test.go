@@ -17,7 +17,7 @@ func TestRedirectAllocs(t *testing.T) {
 	allocs := testing.AllocsPerRun(1000, func() {
 		ctx.Response.Reset()
 		n.handle(ctx)
-		for len(n.clicks) > cap(n.clicks)/2 {
+		for n.clicks.len() > clickQueueCap/2 {
 			time.Sleep(time.Millisecond)
 		}
 	})
@@ -38,7 +38,7 @@ func TestEdgeRedirectAllocs(t *testing.T) {
 	dst = n.serveEdge(dst[:0], req)
 	allocs := testing.AllocsPerRun(1000, func() {
 		dst = n.serveEdge(dst[:0], req)
-		for len(n.clicks) > cap(n.clicks)/2 {
+		for n.clicks.len() > clickQueueCap/2 {
 			time.Sleep(time.Millisecond)
 		}
 	})

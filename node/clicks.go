@@ -39,44 +39,34 @@ func (n *Node) recordClicks(ctx context.Context) {
 	defer retry.Stop()
 	tick := time.NewTicker(clickDrainInterval)
 	defer tick.Stop()
+	var spare []clickRec
+	drain := func() {
+		recs := n.clicks.swap(spare)
+		for i := range recs {
+			rc.add(&recs[i])
+			if rc.batch.Len() >= clickBatchMax {
+				rc.flush()
+			}
+		}
+		spare = recs
+	}
 	for {
 		select {
 		case <-ctx.Done():
-			for {
-				select {
-				case rec := <-n.clicks:
-					rc.add(&rec)
-					if rc.batch.Len() >= clickBatchMax {
-						rc.flush()
-					}
-				default:
-					rc.retryUnresolved(true)
-					rc.flush()
-					return
-				}
-			}
+			drain()
+			rc.retryUnresolved(true)
+			rc.flush()
+			return
 		case <-retry.C:
 			if len(rc.unresolved) > 0 {
 				rc.retryUnresolved(false)
 				rc.flush()
 			}
 		case <-tick.C:
-			// Drain on a tick rather than parking on the channel: a parked
-			// receiver costs the redirect a goroutine wake-up (a futex call)
-			// per click; this way the hand-off is a plain buffer write.
-			for drained := 0; drained < cap(n.clicks); {
-				select {
-				case rec := <-n.clicks:
-					rc.add(&rec)
-					drained++
-					if rc.batch.Len() >= clickBatchMax {
-						rc.flush()
-					}
-					continue
-				default:
-				}
-				break
-			}
+			// Drain on a tick rather than waking on each click: a wake-up
+			// would cost the redirect a futex call per click; this way the
+			// hand-off is a locked buffer append.
+			drain()
 			rc.flush()
 		}
 	}

@@ -267,8 +267,8 @@ func TestRecorderUnresolvedInviter(t *testing.T) {
 
 	seq := n.outbox.LastSeq()
 	stale := testClickRec(t, n, links.Code{Campaign: camp.Number, Inviter: next + 1000}, time.Now().Add(-unresolvedFor-time.Second), "", "", "stale")
-	n.clicks <- r
-	n.clicks <- stale
+	n.clicks.push(&r)
+	n.clicks.push(&stale)
 	waitFor := func(what string, cond func() bool) {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)
@@ -410,5 +410,38 @@ func BenchmarkRecordClick(b *testing.B) {
 				rc.batch.Reset()
 			}
 		})
+	}
+}
+
+func TestClickQueue(t *testing.T) {
+	q := newClickQueue()
+	var r clickRec
+	for i := 0; i < clickQueueCap; i++ {
+		r.clickID = uint64(i)
+		if !q.push(&r) {
+			t.Fatalf("push %d refused below the cap", i)
+		}
+	}
+	if q.push(&r) {
+		t.Fatal("push accepted over the cap")
+	}
+	got := q.swap(nil)
+	if len(got) != clickQueueCap || got[0].clickID != 0 || got[clickQueueCap-1].clickID != clickQueueCap-1 {
+		t.Fatalf("swap returned %d clicks, first %d", len(got), got[0].clickID)
+	}
+	if q.len() != 0 || !q.push(&r) {
+		t.Fatal("queue not empty and open after swap")
+	}
+	again := q.swap(got)
+	if len(again) != 1 {
+		t.Fatalf("second swap returned %d clicks, want 1", len(again))
+	}
+	// The spare handed back is queued into from now on: no new buffer.
+	spare := again
+	if n := testing.AllocsPerRun(100, func() {
+		q.push(&r)
+		spare = q.swap(spare)
+	}); n != 0 {
+		t.Fatalf("push and swap with a spare allocate %v times", n)
 	}
 }

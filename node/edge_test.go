@@ -125,7 +125,7 @@ func BenchmarkEdgeRedirect(b *testing.B) {
 	for b.Loop() {
 		dst = n.serveEdge(dst[:0], req)
 		if i++; i&1023 == 0 {
-			for len(n.clicks) > cap(n.clicks)/2 {
+			for n.clicks.len() > clickQueueCap/2 {
 				time.Sleep(time.Millisecond)
 			}
 		}

@@ -67,7 +67,7 @@ type Node struct {
 	edge    *edgehttp.Server // the fast path in front of server
 	ln      *trackingListener
 
-	clicks  chan clickRec
+	clicks  *clickQueue
 	clickID atomic.Uint64
 
 	regs *registry // pending registrations owned by this node
@@ -120,7 +120,7 @@ func New(cfg config.Config, opts Options) (*Node, error) {
 		edgeHeaders: edgeHeaders(cfg.Name, cfg.Region),
 		nameBytes:   []byte(cfg.Name),
 		regionBytes: []byte(cfg.Region),
-		clicks:      make(chan clickRec, 8192),
+		clicks:      newClickQueue(),
 		reg:         prometheus.NewRegistry(),
 	}
 	n.clickID.Store(uint64(opts.Now().UnixNano()))

@@ -130,9 +130,7 @@ func (n *Node) redirect(req *redirectReq, loc []byte) redirectRes {
 	copy(rec.codeStr[:], req.code)
 	rec.uaLen = uint8(copy(rec.ua[:], req.ua))
 	n.metrics.redirCounted.Inc()
-	select {
-	case n.clicks <- rec:
-	default:
+	if !n.clicks.push(&rec) {
 		n.metrics.clicksDropped.Inc()
 	}
 	if sample {

@@ -178,7 +178,7 @@ func BenchmarkRedirect(b *testing.B) {
 				n.handle(ctx)
 				if i&1023 == 0 {
 					// keep the recorder from dropping: the hand-off queue drains concurrently
-					for len(n.clicks) > cap(n.clicks)/2 {
+					for n.clicks.len() > clickQueueCap/2 {
 						time.Sleep(time.Millisecond)
 					}
 				}
