@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	crand "crypto/rand"
 	"encoding/binary"
@@ -95,8 +96,7 @@ type clickRecorder struct {
 	// neither the ledger's lock nor a copy of the name.
 	names [inviterCacheSize]inviterSlot
 
-	ulids   *ulidGen
-	scratch []byte
+	ulids *ulidGen
 }
 
 // inviterCacheBits sets the size of the recorder's inviter name cache.
@@ -276,9 +276,8 @@ func (rc *clickRecorder) appendClick(r *clickRec, force bool) bool {
 	var id [ulid.EncodedSize]byte
 	rc.ulids.next(r.at, &id)
 	ua := r.ua[:r.uaLen]
-	if !isASCII(ua) && !utf8.Valid(ua) {
-		rc.scratch = appendValidUTF8(rc.scratch[:0], ua)
-		ua = rc.scratch
+	if !utf8.Valid(ua) {
+		ua = bytes.ToValidUTF8(ua, nil) // rare: allocates only for a broken user agent
 	}
 	c := outbox.Click{
 		At:       r.at,
@@ -296,37 +295,4 @@ func (rc *clickRecorder) appendClick(r *clickRec, force bool) bool {
 	}
 	rc.batch.AddClick(&c)
 	return true
-}
-
-// isASCII reports whether b is all ASCII, two words at a time: most user
-// agents are, and this is cheaper than utf8.Valid.
-func isASCII(b []byte) bool {
-	var or uint64
-	for len(b) >= 16 {
-		or |= binary.LittleEndian.Uint64(b) | binary.LittleEndian.Uint64(b[8:])
-		b = b[16:]
-	}
-	for _, c := range b {
-		or |= uint64(c)
-	}
-	return or&0x8080808080808080 == 0
-}
-
-// appendValidUTF8 appends s to dst without its invalid UTF-8 bytes: what
-// bytes.ToValidUTF8(s, nil) returns, without allocating when dst has room.
-func appendValidUTF8(dst, s []byte) []byte {
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			dst = append(dst, c)
-			i++
-			continue
-		}
-		_, w := utf8.DecodeRune(s[i:])
-		if w > 1 {
-			dst = append(dst, s[i:i+w]...)
-		}
-		i += w
-	}
-	return dst
 }

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-	"unicode/utf8"
 
 	"github.com/oklog/ulid/v2"
 
@@ -80,34 +79,6 @@ func TestULIDGen(t *testing.T) {
 	newULIDGen().next(at, &b)
 	if a == b {
 		t.Fatalf("two generators made the same id %s", a)
-	}
-}
-
-func TestValidUTF8(t *testing.T) {
-	rng := rand.New(rand.NewPCG(3, 4))
-	cases := [][]byte{nil, []byte("Mozilla/5.0"), []byte("ascii and then \xff"), []byte("\xff\xfe\xfd"),
-		[]byte("Сяоми ☃ 𝄞"), []byte("truncated \xe2\x98"), []byte("\xef\xbf\xbd kept"), bytes.Repeat([]byte("a"), 160),
-		append(bytes.Repeat([]byte("a"), 31), 0x80)}
-	for range 2000 {
-		b := make([]byte, rng.IntN(40))
-		for i := range b {
-			switch rng.IntN(3) {
-			case 0:
-				b[i] = byte(rng.IntN(0x80))
-			default:
-				b[i] = byte(rng.IntN(256))
-			}
-		}
-		cases = append(cases, b)
-	}
-	for _, b := range cases {
-		if got, want := isASCII(b), !bytes.ContainsFunc(b, func(r rune) bool { return r >= utf8.RuneSelf }); got != want {
-			t.Fatalf("isASCII(%q) = %v", b, got)
-		}
-		got := appendValidUTF8([]byte("x"), b)
-		if want := append([]byte("x"), bytes.ToValidUTF8(b, nil)...); !bytes.Equal(got, want) {
-			t.Fatalf("appendValidUTF8(%q) = %q, want %q", b, got, want)
-		}
 	}
 }
 
