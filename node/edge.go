@@ -34,7 +34,7 @@ func (n *Node) serveEdge(dst []byte, r *edgehttp.Request) []byte {
 	req := redirectReq{
 		code:           r.Path[1:],
 		head:           r.Head,
-		hop:            len(queryValue(r.Query, "rr_hop")) > 0,
+		hop:            len(queryValue(r.Query, hopParam)) > 0,
 		now:            r.Now,
 		remote:         r.Remote.Addr(),
 		ua:             r.UserAgent,
@@ -60,10 +60,8 @@ func (n *Node) serveEdge(dst []byte, r *edgehttp.Request) []byte {
 		dst = append(res.loc, "\r\n"...)
 		if res.sticky != "" {
 			dst = append(dst, "Set-Cookie: "...)
-			dst = appendStickyCookie(dst, res.campaign)
-			dst = append(dst, '=')
-			dst = append(dst, res.sticky...)
-			dst = append(dst, "; max-age=2592000; HttpOnly; SameSite=Lax\r\n"...)
+			dst = appendStickySetCookie(dst, res.campaign, res.sticky)
+			dst = append(dst, "\r\n"...)
 		}
 		dst = append(dst, "\r\n"...)
 	case fasthttp.StatusServiceUnavailable:

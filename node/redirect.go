@@ -41,8 +41,25 @@ var (
 	hdrLocation     = []byte("Location")
 	hdrCacheControl = []byte("Cache-Control")
 	valNoStore      = []byte("no-store")
-	hdrHop          = []byte("rr_hop")
 )
+
+// hopParam is the query parameter that marks a request another node sent
+// here (loop protection for the redirect policy).
+const hopParam = "rr_hop"
+
+// hopped reports whether a fasthttp request carries a non-empty rr_hop.
+func hopped(ctx *fasthttp.RequestCtx) bool { return len(ctx.QueryArgs().Peek(hopParam)) > 0 }
+
+// remoteAddr is the address of a fasthttp request's peer (invalid when the
+// connection is not TCP).
+func remoteAddr(ctx *fasthttp.RequestCtx) netip.Addr {
+	ta, ok := ctx.RemoteAddr().(*net.TCPAddr)
+	if !ok {
+		return netip.Addr{}
+	}
+	a, _ := netip.AddrFromSlice(ta.IP)
+	return a.Unmap()
+}
 
 // redirectReq is what the redirect reads of a request, from whichever server
 // read it (edgehttp on the fast path, fasthttp otherwise). Its slices are
@@ -147,17 +164,14 @@ func (n *Node) redirectCtx(ctx *fasthttp.RequestCtx, code []byte) {
 	req := redirectReq{
 		code:           code,
 		head:           ctx.IsHead(),
-		hop:            len(ctx.QueryArgs().PeekBytes(hdrHop)) > 0,
+		hop:            hopped(ctx),
 		now:            n.now(),
+		remote:         remoteAddr(ctx),
 		ua:             h.UserAgent(),
 		xff:            h.Peek("X-Forwarded-For"),
 		forwarded:      h.Peek("Forwarded"),
 		acceptLanguage: h.Peek("Accept-Language"),
 		cookie:         h.Peek("Cookie"),
-	}
-	if ta, ok := ctx.RemoteAddr().(*net.TCPAddr); ok {
-		req.remote, _ = netip.AddrFromSlice(ta.IP)
-		req.remote = req.remote.Unmap()
 	}
 	bp := bufPool.Get().(*[]byte)
 	res := n.redirect(&req, (*bp)[:0])
@@ -166,7 +180,7 @@ func (n *Node) redirectCtx(ctx *fasthttp.RequestCtx, code []byte) {
 		ctx.Response.Header.SetCanonical(hdrLocation, res.loc)
 		ctx.Response.Header.SetCanonical(hdrCacheControl, valNoStore)
 		if res.sticky != "" {
-			setStickyCookie(ctx, res.campaign, res.sticky)
+			ctx.Response.Header.AddBytesV("Set-Cookie", appendStickySetCookie(nil, res.campaign, res.sticky))
 		}
 		ctx.SetStatusCode(fasthttp.StatusFound)
 	case fasthttp.StatusServiceUnavailable:
@@ -213,7 +227,7 @@ func (n *Node) farTarget(hop bool, pt *geo.Point) (string, bool) {
 func hopQuery(ctx *fasthttp.RequestCtx) string {
 	var a fasthttp.Args
 	ctx.QueryArgs().CopyTo(&a)
-	a.Set("rr_hop", "1")
+	a.Set(hopParam, "1")
 	return a.String()
 }
 
@@ -236,12 +250,7 @@ func (n *Node) clientIP(remote netip.Addr, xff, forwarded []byte) netip.Addr {
 
 // clientIPCtx is clientIP for a fasthttp request.
 func (n *Node) clientIPCtx(ctx *fasthttp.RequestCtx) netip.Addr {
-	var remote netip.Addr
-	if ta, ok := ctx.RemoteAddr().(*net.TCPAddr); ok {
-		remote, _ = netip.AddrFromSlice(ta.IP)
-		remote = remote.Unmap()
-	}
-	return n.clientIP(remote, ctx.Request.Header.Peek("X-Forwarded-For"), ctx.Request.Header.Peek("Forwarded"))
+	return n.clientIP(remoteAddr(ctx), ctx.Request.Header.Peek("X-Forwarded-For"), ctx.Request.Header.Peek("Forwarded"))
 }
 
 var notFoundPage = []byte(`<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">` +

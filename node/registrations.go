@@ -141,7 +141,7 @@ func checkID(field, v string, required bool) error {
 func (n *Node) register(ctx *fasthttp.RequestCtx) error {
 	ip := n.clientIPCtx(ctx)
 	pt := n.locate(ip)
-	if target, ok := n.farTarget(len(ctx.QueryArgs().PeekBytes(hdrHop)) > 0, &pt); ok {
+	if target, ok := n.farTarget(hopped(ctx), &pt); ok {
 		// 307 keeps the method and body: the client posts the same
 		// registration to the nearer node.
 		ctx.Response.Header.Set("Location", target+"/v1/registrations?"+hopQuery(ctx))

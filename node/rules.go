@@ -9,7 +9,6 @@ import (
 	"github.com/refrouter/refrouter/geo"
 	"github.com/refrouter/refrouter/ledger"
 	"github.com/refrouter/refrouter/rules"
-	"github.com/valyala/fasthttp"
 )
 
 // ruleCache holds the compiled rules of campaigns, keyed by campaign number
@@ -51,10 +50,8 @@ func (n *Node) compiledRules(c *ledger.Campaign) *rules.Set {
 	return set
 }
 
-// stickyCookie names the cookie that keeps a viewer's A/B split choice per campaign.
-func stickyCookie(campaign uint16) string { return string(appendStickyCookie(nil, campaign)) }
-
-// appendStickyCookie appends the name of campaign's A/B cookie to dst.
+// appendStickyCookie appends the name of campaign's A/B cookie to dst: the
+// cookie that keeps a viewer's A/B split choice per campaign.
 func appendStickyCookie(dst []byte, campaign uint16) []byte {
 	return strconv.AppendUint(append(dst, "rr_ab_"...), uint64(campaign), 10)
 }
@@ -100,12 +97,11 @@ func (n *Node) matchRules(r *redirectReq, rs *rules.Set, ip netip.Addr, pt *geo.
 	return rs.Match(&req)
 }
 
-func setStickyCookie(ctx *fasthttp.RequestCtx, campaign uint16, value string) {
-	var c fasthttp.Cookie
-	c.SetKey(stickyCookie(campaign))
-	c.SetValue(value)
-	c.SetMaxAge(30 * 24 * 3600)
-	c.SetHTTPOnly(true)
-	c.SetSameSite(fasthttp.CookieSameSiteLaxMode)
-	ctx.Response.Header.SetCookie(&c)
+// appendStickySetCookie appends the Set-Cookie value that keeps value in
+// campaign's A/B cookie for 30 days; both the fast path and fasthttp send it.
+func appendStickySetCookie(dst []byte, campaign uint16, value string) []byte {
+	dst = appendStickyCookie(dst, campaign)
+	dst = append(dst, '=')
+	dst = append(dst, value...)
+	return append(dst, "; max-age=2592000; HttpOnly; SameSite=Lax"...)
 }
