@@ -1,7 +1,6 @@
 package node
 
 import (
-	"bytes"
 	"fmt"
 	"strconv"
 
@@ -34,7 +33,7 @@ func (n *Node) serveEdge(dst []byte, r *edgehttp.Request) []byte {
 	req := redirectReq{
 		code:           r.Path[1:],
 		head:           r.Head,
-		hop:            len(queryValue(r.Query, hopParam)) > 0,
+		hop:            queryHop(r.Query),
 		now:            r.Now,
 		remote:         r.Remote.Addr(),
 		ua:             r.UserAgent,
@@ -97,23 +96,15 @@ func appendBody[T string | []byte](dst []byte, head bool, body T) []byte {
 	return dst
 }
 
-// queryValue returns the raw value of the first key=value pair of a query
-// string whose key is key ("" for a key without a value), nil when absent.
-func queryValue(q []byte, key string) []byte {
-	for len(q) > 0 {
-		var pair []byte
-		if i := bytes.IndexByte(q, '&'); i >= 0 {
-			pair, q = q[:i], q[i+1:]
-		} else {
-			pair, q = q, nil
-		}
-		k, v, _ := bytes.Cut(pair, []byte{'='})
-		if string(k) == key {
-			if v == nil {
-				v = pair[len(pair):]
-			}
-			return v
-		}
+// queryHop reports whether a raw query string carries a non-empty rr_hop,
+// read by fasthttp's own query parser, as redirectCtx reads it.
+func queryHop(q []byte) bool {
+	if len(q) == 0 {
+		return false
 	}
-	return nil
+	a := fasthttp.AcquireArgs()
+	a.ParseBytes(q)
+	hop := len(a.Peek(hopParam)) > 0
+	fasthttp.ReleaseArgs(a)
+	return hop
 }
