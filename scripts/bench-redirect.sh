@@ -67,51 +67,40 @@ CODE=$(curl -sf -H 'Authorization: Bearer bench-platform-token-01' "http://127.0
 REF_URL="http://127.0.0.1:$RP/$CODE"
 
 # --- nginx return 302 -------------------------------------------------------------------------
-NP=$(port)
-mkdir -p "$WORK/nginx"
-cat >"$WORK/nginx/nginx.conf" <<NGX
+# start_nginx DIR PORT ACCESS_LOG: one nginx worker pinned to core 0 answering every request with
+# the same 302, logging as ACCESS_LOG says; sets NGINX_WORKER to the worker's pid.
+start_nginx() {
+  local dir=$WORK/$1 port=$2 log=$3 master
+  mkdir -p "$dir"
+  cat >"$dir/nginx.conf" <<NGX
 worker_processes 1;
 daemon off;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log crit;
+pid $dir/nginx.pid;
+error_log $dir/error.log crit;
 events { worker_connections 4096; }
 http {
-  access_log off;
+  $log
   keepalive_requests 1000000;
   server {
-    listen 127.0.0.1:$NP;
+    listen 127.0.0.1:$port;
     location / { return 302 "https://live.example.com/room/42?rr_click=AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"; }
   }
 }
 NGX
-taskset -c 0 "$NGINX" -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" &
-NMASTER=$!; PIDS+=("$NMASTER")
-wait_http "http://127.0.0.1:$NP/x"
-NPID=$(pgrep -P "$NMASTER" | head -1)   # the one worker does the work
+  taskset -c 0 "$NGINX" -c "$dir/nginx.conf" -p "$dir" &
+  master=$!; PIDS+=("$master")
+  wait_http "http://127.0.0.1:$port/x"
+  NGINX_WORKER=$(pgrep -P "$master" | head -1)   # the one worker does the work
+}
+NP=$(port)
+start_nginx nginx "$NP" "access_log off;"
+NPID=$NGINX_WORKER
 
 # --- nginx return 302 that also logs each request (its analogue of recording the click) ---------
 LP=$(port)
-mkdir -p "$WORK/nginx-log"
-cat >"$WORK/nginx-log/nginx.conf" <<NGX
-worker_processes 1;
-daemon off;
-pid $WORK/nginx-log/nginx.pid;
-error_log $WORK/nginx-log/error.log crit;
-events { worker_connections 4096; }
-http {
-  log_format click '\$msec \$http_x_forwarded_for "\$request_uri" "\$http_user_agent"';
-  access_log $WORK/nginx-log/access.log click buffer=64k flush=1s;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:$LP;
-    location / { return 302 "https://live.example.com/room/42?rr_click=AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"; }
-  }
-}
-NGX
-taskset -c 0 "$NGINX" -c "$WORK/nginx-log/nginx.conf" -p "$WORK/nginx-log" &
-LMASTER=$!; PIDS+=("$LMASTER")
-wait_http "http://127.0.0.1:$LP/x"
-LPID=$(pgrep -P "$LMASTER" | head -1)
+start_nginx nginx-log "$LP" "log_format click '\$msec \$http_x_forwarded_for \"\$request_uri\" \"\$http_user_agent\"';
+  access_log $WORK/nginx-log/access.log click buffer=64k flush=1s;"
+LPID=$NGINX_WORKER
 
 # --- bare fasthttp 302 ------------------------------------------------------------------------
 BP=$(port)
