@@ -229,7 +229,9 @@ func fieldValue(b []byte) bool {
 	return true
 }
 
-// trimOWS trims spaces and tabs at both ends.
+// trimOWS trims spaces and tabs at both ends. Unlike bytes.Trim it keeps
+// an all-blank value non-nil, which is how Request tells a present but
+// empty header from an absent one.
 func trimOWS(b []byte) []byte {
 	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
 		b = b[1:]

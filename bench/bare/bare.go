@@ -29,16 +29,7 @@ const (
 // owns its connection goroutines: closing ln stops accepting, and open
 // connections end at their next idle or read timeout.
 func Serve(ln net.Listener) error {
-	s := &fasthttp.Server{
-		Handler:                       handle,
-		Name:                          "bare",
-		ReadTimeout:                   ReadTimeout,
-		IdleTimeout:                   IdleTimeout,
-		NoDefaultContentType:          true,
-		NoDefaultDate:                 true,
-		DisableHeaderNamesNormalizing: true,
-	}
-	if err := s.Serve(ln); err != nil && !errors.Is(err, net.ErrClosed) {
+	if err := newServer().Serve(ln); err != nil && !errors.Is(err, net.ErrClosed) {
 		return fmt.Errorf("serve bare 302 on %s: %w", ln.Addr(), err)
 	}
 	return nil
@@ -57,13 +48,25 @@ func ServeEdge(ln net.Listener) error {
 	if err != nil {
 		return err
 	}
-	fb := &fasthttp.Server{Handler: handle, Name: "bare", ReadTimeout: ReadTimeout, IdleTimeout: IdleTimeout}
-	go fb.Serve(es.Fallback()) // returns when es.Fallback() is closed below
+	go newServer().Serve(es.Fallback()) // returns when es.Fallback() is closed below
 	defer es.Fallback().Close()
 	if err := es.Serve(ln); err != nil && !errors.Is(err, net.ErrClosed) {
 		return fmt.Errorf("serve bare edge 302 on %s: %w", ln.Addr(), err)
 	}
 	return nil
+}
+
+// newServer is the fasthttp server of Serve, and ServeEdge's fallback.
+func newServer() *fasthttp.Server {
+	return &fasthttp.Server{
+		Handler:                       handle,
+		Name:                          "bare",
+		ReadTimeout:                   ReadTimeout,
+		IdleTimeout:                   IdleTimeout,
+		NoDefaultContentType:          true,
+		NoDefaultDate:                 true,
+		DisableHeaderNamesNormalizing: true,
+	}
 }
 
 var (
