@@ -131,3 +131,24 @@ func BenchmarkEdgeRedirect(b *testing.B) {
 		}
 	}
 }
+
+// TestEdgeMalformedGetsJSONError: a share-code request outside the fast
+// path's subset that fasthttp cannot parse gets the API's JSON error (I7),
+// and the node keeps serving.
+func TestEdgeMalformedGetsJSONError(t *testing.T) {
+	n, code := newTestNode(t, false, "")
+	for _, bad := range []string{
+		"GET /" + code + " HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+		"GET /" + code + " HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: bogus\r\n\r\n",
+	} {
+		r := exchange(t, n.Addr(), []string{bad}, []string{"GET"})[0]
+		if r.StatusCode != 400 || r.Header.Get("Content-Type") != "application/json" ||
+			!strings.Contains(r.Header.Get("X-Test-Body"), `"code":"invalid_argument"`) {
+			t.Errorf("%q: %d %s %s", bad, r.StatusCode, r.Header.Get("Content-Type"), r.Header.Get("X-Test-Body"))
+		}
+	}
+	ok := exchange(t, n.Addr(), []string{"GET /" + code + " HTTP/1.1\r\nHost: x\r\n\r\n"}, []string{"GET"})[0]
+	if ok.StatusCode != 302 {
+		t.Fatalf("after bad requests: %d", ok.StatusCode)
+	}
+}
