@@ -110,7 +110,11 @@ func (s *Server) Stats() Stats {
 func (s *Server) Fallback() net.Listener { return s.fb }
 
 // Serve accepts connections on ln until ln is closed or Shutdown is called,
-// and returns nil after Shutdown, the accept error otherwise.
+// and returns nil after Shutdown, the accept error otherwise. A connection
+// that implements syscall.Conn is read and written through its socket
+// directly (see connIO), so it must not buffer or transform what passes
+// through it, as *net.TCPConn does not, and nothing but the server may close
+// it until the server hands it to the fallback or Shutdown returns.
 func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
 	if s.closing.Load() {
@@ -172,7 +176,9 @@ func (s *Server) untrack(c net.Conn) {
 
 // Shutdown stops accepting, lets each connection finish the requests it has
 // read (answering them), closes it, and waits for that until ctx is done,
-// when it closes whatever is left. Connections already handed to the
+// when it cuts short whatever is left waiting to read or write (those
+// connections are closed without their answers) and waits for the
+// connections' goroutines to end. Connections already handed to the
 // fallback are the fallback's to shut down. The fallback listener stays open
 // so that connections handed off during the drain are still served.
 func (s *Server) Shutdown(ctx context.Context) error {
@@ -197,9 +203,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-done:
 		return err
 	case <-ctx.Done():
+		// Wake whatever still waits, for a request or to write, with a
+		// deadline in the past; each connection's goroutine then closes
+		// it. (Only that goroutine closes a connection: connIO uses the
+		// socket's descriptor without holding a reference.)
 		s.mu.Lock()
+		past := time.Unix(1, 0)
 		for c := range s.conns {
-			c.Close()
+			c.SetDeadline(past)
 		}
 		s.mu.Unlock()
 		<-done
@@ -221,6 +232,7 @@ func (s *Server) serveConn(c net.Conn) {
 		}
 		s.untrack(c)
 	}()
+	cio := newConnIO(c)
 	buf := make([]byte, readBufSize)
 	out := make([]byte, 0, 1024)
 	var (
@@ -250,7 +262,7 @@ func (s *Server) serveConn(c net.Conn) {
 		if s.closing.Load() {
 			return
 		}
-		n, err := c.Read(buf[have:])
+		n, err := cio.read(buf[have:])
 		if n == 0 {
 			_ = err // EOF, reset, timeout or Shutdown's wake-up: done
 			return
@@ -259,6 +271,10 @@ func (s *Server) serveConn(c net.Conn) {
 		date = s.httpDate(now)
 		if have == 0 {
 			started = now
+		} else if now.Sub(started) > s.cfg.ReadTimeout {
+			// The deadline covers reads that wait; this, a request whose
+			// bytes trickle in just fast enough never to make a read wait.
+			return
 		}
 		have += n
 		out = out[:0]
@@ -270,7 +286,7 @@ func (s *Server) serveConn(c net.Conn) {
 			}
 			if res == fallback {
 				s.served.Add(uint64(answered))
-				handedOff = s.handoff(c, out, buf[start:have])
+				handedOff = s.handoff(c, cio, out, buf[start:have])
 				return
 			}
 			req.Now, req.Date = now, date
@@ -280,7 +296,7 @@ func (s *Server) serveConn(c net.Conn) {
 			if req.Close {
 				s.served.Add(uint64(answered))
 				c.SetWriteDeadline(now.Add(s.cfg.ReadTimeout))
-				c.Write(out)
+				cio.write(out)
 				return
 			}
 		}
@@ -294,11 +310,11 @@ func (s *Server) serveConn(c net.Conn) {
 		if have == len(buf) {
 			// A request head larger than the fast path reads: the fallback
 			// answers it (431, or serves it if within its own limit).
-			handedOff = s.handoff(c, out, buf[:have])
+			handedOff = s.handoff(c, cio, out, buf[:have])
 			return
 		}
 		if len(out) > 0 {
-			if _, err := c.Write(out); err != nil {
+			if err := cio.write(out); err != nil {
 				return
 			}
 			// Let the other connections' goroutines run before reading
@@ -332,10 +348,10 @@ func (s *Server) httpDate(now time.Time) []byte {
 // handoff writes the answers already made, then gives c, with the unanswered
 // bytes replayed first, to the fallback. It reports whether the fallback took
 // the connection (when not, the caller closes it).
-func (s *Server) handoff(c net.Conn, answered, unanswered []byte) bool {
+func (s *Server) handoff(c net.Conn, cio *connIO, answered, unanswered []byte) bool {
 	if len(answered) > 0 {
 		c.SetWriteDeadline(time.Now().Add(s.cfg.ReadTimeout))
-		if _, err := c.Write(answered); err != nil {
+		if err := cio.write(answered); err != nil {
 			return false
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -36,6 +37,12 @@ func startTestServer(t *testing.T, cfg Config) *testServer {
 	cfg.Serve = func(dst []byte, r *Request) []byte {
 		if string(r.Path) == "/panic1" {
 			panic("boom")
+		}
+		if string(r.Path) == "/big123" {
+			// An answer larger than the socket buffers, for the paths
+			// where a write has to wait for the client to read.
+			body := strings.Repeat("0123456789abcdef", bigBody/16)
+			return fmt.Appendf(dst, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
 		}
 		ts.served.Add(1)
 		body := "fast " + string(r.Path)
@@ -342,6 +349,125 @@ func TestShutdown(t *testing.T) {
 	wg.Wait()
 	if _, err := net.Dial("tcp", ts.addr); err == nil {
 		t.Fatal("still accepting after Shutdown")
+	}
+}
+
+// bigBody is the body size of /big123's answer: well over what loopback
+// socket buffers hold, so that writing it waits for the client.
+const bigBody = 32 << 20
+
+// TestWriteWaitsForSlowReader: an answer the socket cannot take at once is
+// written in pieces as the client reads (the raw write's EAGAIN path, which
+// waits through the poller), whole and in order, and the connection goes on
+// serving.
+func TestWriteWaitsForSlowReader(t *testing.T) {
+	ts := startTestServer(t, Config{})
+	c, err := net.Dial("tcp", ts.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /big123 HTTP/1.1\r\nHost: x\r\n\r\nGET /abc123 HTTP/1.1\r\nHost: x\r\n\r\n")
+	time.Sleep(200 * time.Millisecond) // the server fills the socket and waits
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("reading the big answer: %v", err)
+	}
+	want := strings.Repeat("0123456789abcdef", bigBody/16)
+	if string(body) != want {
+		t.Fatalf("big answer: %d bytes, differs from the %d written", len(body), len(want))
+	}
+	resp, err = http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("answer after the big one: %v", err)
+	}
+	if b, _ := io.ReadAll(resp.Body); string(b) != "fast /abc123" {
+		t.Fatalf("answer after the big one: %q", b)
+	}
+}
+
+// TestShutdownForcesStuckWriter: a connection whose client never reads its
+// answer holds Shutdown only until ctx is done; then it is woken, closed by
+// its own goroutine, and Shutdown returns ctx's error with nothing left.
+func TestShutdownForcesStuckWriter(t *testing.T) {
+	ts := startTestServer(t, Config{ReadTimeout: time.Minute})
+	c, err := net.Dial("tcp", ts.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /big123 HTTP/1.1\r\nHost: x\r\n\r\n")
+	time.Sleep(200 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if err := ts.edge.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown: %v, want the context's deadline", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("Shutdown took %v", d)
+	}
+	ts.edge.mu.Lock()
+	left := len(ts.edge.conns)
+	ts.edge.mu.Unlock()
+	if left != 0 {
+		t.Fatalf("%d connections left after a forced Shutdown", left)
+	}
+	// The connection was closed: reading runs into its end.
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.Copy(io.Discard, c); err != nil && !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("reading the abandoned answer: %v, want its end", err)
+	}
+}
+
+// plainListener hides the accepted connections' sockets (no syscall.Conn),
+// as a wrapping listener might.
+type plainListener struct{ net.Listener }
+
+type plainConn struct{ net.Conn }
+
+func (l plainListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return plainConn{c}, nil
+}
+
+// TestConnWithoutSocket: a connection that does not expose its socket is
+// served through its own Read and Write, fast path and hand-off alike.
+func TestConnWithoutSocket(t *testing.T) {
+	if newConnIO(plainConn{}).raw != nil {
+		t.Fatal("raw I/O chosen for a connection without a socket")
+	}
+	edge, err := New(Config{Match: matchCode, Serve: func(dst []byte, r *Request) []byte {
+		return append(dst, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\nX-Path: fast\r\n\r\nfast"...)
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) { ctx.Response.Header.Set("X-Path", "slow") }}
+	go edge.Serve(plainListener{ln})
+	go slow.Serve(edge.Fallback())
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		edge.Shutdown(ctx)
+		slow.ShutdownWithContext(ctx)
+	}()
+	rs := rawExchange(t, ln.Addr().String(), "GET /abc123 HTTP/1.1\r\nHost: x\r\n\r\nPOST /abc123 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 2)
+	if rs[0].Header.Get("X-Path") != "fast" || rs[1].Header.Get("X-Path") != "slow" {
+		t.Fatalf("answered by %q then %q, want fast then slow", rs[0].Header.Get("X-Path"), rs[1].Header.Get("X-Path"))
 	}
 }
 

@@ -69,6 +69,10 @@ func (n *Node) recordClicks(ctx context.Context) {
 			// hand-off is a locked buffer append.
 			drain()
 			rc.flush()
+		case <-n.clicks.wake:
+			// clickWakeAt clicks are waiting (under load, between ticks).
+			drain()
+			rc.flush()
 		}
 	}
 }

@@ -392,6 +392,10 @@ func TestClickQueue(t *testing.T) {
 		if !q.push(&r) {
 			t.Fatalf("push %d refused below the cap", i)
 		}
+		// The recorder is woken once, when clickWakeAt clicks wait.
+		if woken := len(q.wake) == 1; woken != (i+1 >= clickWakeAt) {
+			t.Fatalf("after %d pushes: wake signalled %v", i+1, woken)
+		}
 	}
 	if q.push(&r) {
 		t.Fatal("push accepted over the cap")

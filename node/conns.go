@@ -1,8 +1,10 @@
 package node
 
 import (
+	"errors"
 	"net"
 	"sync"
+	"syscall"
 )
 
 // trackingListener remembers the connections it accepted, so that Shutdown
@@ -59,4 +61,15 @@ func (c *trackedConn) Close() error {
 		c.l.mu.Unlock()
 	})
 	return c.Conn.Close()
+}
+
+// SyscallConn implements syscall.Conn when the accepted connection does, so
+// that the fast path reads and writes its socket directly; trackedConn adds
+// nothing to what passes through.
+func (c *trackedConn) SyscallConn() (syscall.RawConn, error) {
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return nil, errors.New("node: connection has no raw socket")
+	}
+	return sc.SyscallConn()
 }

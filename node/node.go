@@ -375,7 +375,10 @@ func (n *Node) Shutdown(ctx context.Context) error {
 			err := errors.Join(n.edge.Shutdown(ctx), n.server.ShutdownWithContext(ctx))
 			if err != nil {
 				// The drain deadline passed: close what is left, so that no
-				// client keeps talking to a node that is going away.
+				// client keeps talking to a node that is going away. (The
+				// fast path's goroutines are gone by now: edge.Shutdown
+				// waits for them, and only they may close their
+				// connections while they serve them.)
 				closed := n.ln.closeAll()
 				errs = append(errs, fmt.Errorf("http shutdown: %w (closed %d connections)", err, closed))
 			}

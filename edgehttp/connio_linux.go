@@ -1,0 +1,127 @@
+//go:build linux
+
+package edgehttp
+
+import (
+	"io"
+	"net"
+	"syscall"
+	"unsafe"
+)
+
+// rawIO is connIO's direct path: the socket's descriptor, read and written
+// with raw system calls, and its raw connection for waiting through the
+// runtime's poller. Used by the connection's goroutine only.
+//
+// The descriptor is used without holding a reference to it, which is sound
+// because nothing closes a served connection but the goroutine serving it:
+// Shutdown wakes connections with a past deadline instead of closing them,
+// and Serve's documentation asks the same of its callers. (A close from
+// elsewhere could let the number be reused by another socket in between.)
+type rawIO struct {
+	fd int
+	rc syscall.RawConn
+
+	p     []byte        // what waitRead reads into or waitWrite writes
+	n     int           // bytes waitRead read
+	errno syscall.Errno // the error of waitRead's or waitWrite's last call
+
+	waitRead  func(fd uintptr) bool // one read, for RawConn.Read: false on EAGAIN (wait and retry)
+	waitWrite func(fd uintptr) bool // the rest of p, for RawConn.Write
+}
+
+func newRawIO(c net.Conn) *rawIO {
+	rc := rawConnOf(c)
+	if rc == nil {
+		return nil
+	}
+	r := &rawIO{fd: -1, rc: rc}
+	if err := rc.Control(func(fd uintptr) { r.fd = int(fd) }); err != nil || r.fd < 0 {
+		return nil
+	}
+	r.waitRead = func(fd uintptr) bool {
+		r.n, r.errno = sysRead(fd, r.p)
+		return r.errno != syscall.EAGAIN
+	}
+	r.waitWrite = func(fd uintptr) bool {
+		r.p, r.errno = writeAll(fd, r.p)
+		return r.errno != syscall.EAGAIN
+	}
+	return r
+}
+
+func (r *rawIO) read(p []byte) (int, error) {
+	// The socket is non-blocking: this call never waits.
+	n, errno := sysRead(uintptr(r.fd), p)
+	if errno == syscall.EAGAIN {
+		// Nothing there yet: wait through the poller (deadlines apply).
+		r.p = p
+		err := r.rc.Read(r.waitRead)
+		r.p = nil
+		if err != nil {
+			return 0, err
+		}
+		n, errno = r.n, r.errno
+	}
+	switch {
+	case errno != 0:
+		return 0, &net.OpError{Op: "read", Net: "tcp", Err: errno}
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+func (r *rawIO) write(p []byte) error {
+	rest, errno := writeAll(uintptr(r.fd), p)
+	if errno == syscall.EAGAIN {
+		// The socket's buffer is full: wait through the poller for room
+		// (the write deadline applies).
+		r.p = rest
+		err := r.rc.Write(r.waitWrite)
+		r.p = nil
+		if err != nil {
+			return err
+		}
+		errno = r.errno
+	}
+	if errno != 0 {
+		return &net.OpError{Op: "write", Net: "tcp", Err: errno}
+	}
+	return nil
+}
+
+// writeAll writes p until it is all written (returning an empty rest), the
+// socket is full (EAGAIN, with the rest unwritten) or an error.
+func writeAll(fd uintptr, p []byte) ([]byte, syscall.Errno) {
+	for len(p) > 0 {
+		n, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		switch errno {
+		case 0:
+			p = p[n:]
+		case syscall.EINTR:
+		default:
+			return p, errno
+		}
+	}
+	return p, 0
+}
+
+// sysRead is read(2) on a non-blocking socket, retried on EINTR. It is a raw
+// system call (the scheduler is not told): it cannot block, and telling the
+// scheduler costs more than most of these calls take.
+func sysRead(fd uintptr, p []byte) (int, syscall.Errno) {
+	if len(p) == 0 {
+		return 0, 0
+	}
+	for {
+		n, _, errno := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		switch errno {
+		case 0:
+			return int(n), 0
+		case syscall.EINTR:
+		default:
+			return 0, errno
+		}
+	}
+}

@@ -1,0 +1,14 @@
+//go:build !linux
+
+package edgehttp
+
+import "net"
+
+// rawIO is connIO's direct path, which exists on Linux only.
+type rawIO struct{}
+
+func newRawIO(net.Conn) *rawIO { return nil }
+
+func (*rawIO) read([]byte) (int, error) { panic("edgehttp: no raw I/O on this system") }
+
+func (*rawIO) write([]byte) error { panic("edgehttp: no raw I/O on this system") }
