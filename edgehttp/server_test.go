@@ -479,3 +479,18 @@ func BenchmarkParseRequest(b *testing.B) {
 		parseRequest(in, &r, matchCode)
 	}
 }
+
+// BenchmarkParseRequestBrowser: a phone browser's request through a proxy.
+func BenchmarkParseRequestBrowser(b *testing.B) {
+	in := []byte("GET /CsYd7glmqlFbibSg HTTP/1.1\r\nHost: go.example.com\r\n" +
+		"User-Agent: Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1\r\n" +
+		"Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\nAccept-Language: de-DE,de;q=0.9,en;q=0.8\r\n" +
+		"Accept-Encoding: gzip, deflate, br\r\nConnection: keep-alive\r\nX-Forwarded-For: 203.0.113.10, 10.0.0.2\r\n\r\n")
+	var r Request
+	b.ReportAllocs()
+	for b.Loop() {
+		if res, _ := parseRequest(in, &r, matchCode); res != fast {
+			b.Fatal("not fast")
+		}
+	}
+}
