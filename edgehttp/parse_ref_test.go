@@ -134,7 +134,6 @@ func parseRequestRef(b []byte, r *Request, match func(path []byte) bool) (parseR
 	return fast, off
 }
 
-
 // crlfLineRef returns line without its CRLF end; false for a bare LF or a CR
 // inside the line.
 func crlfLineRef(line []byte) ([]byte, bool) {
