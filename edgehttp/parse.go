@@ -25,8 +25,9 @@ type Request struct {
 	// Close is set when the client asked to close the connection after this
 	// request (Connection: close).
 	Close bool
-	// Now is when the request was read: the server reads the clock once per
-	// batch of requests read together.
+	// Now is when the request was read: the server reads the wall clock
+	// (to the microsecond, without a monotonic reading) once per batch of
+	// requests read together.
 	Now time.Time
 	// Date is Now as an HTTP date (IMF-fixdate), for a Date header.
 	Date []byte

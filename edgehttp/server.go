@@ -241,7 +241,7 @@ func (s *Server) serveConn(c net.Conn) {
 		have     int       // bytes of buf holding unanswered input
 		started  time.Time // when the first byte of buf[:have] arrived
 		deadline time.Time // the connection's current deadline
-		now      = time.Now()
+		now      = wallNow()
 	)
 	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		ap := ta.AddrPort()
@@ -267,7 +267,7 @@ func (s *Server) serveConn(c net.Conn) {
 			_ = err // EOF, reset, timeout or Shutdown's wake-up: done
 			return
 		}
-		now = time.Now()
+		now = wallNow()
 		date = s.httpDate(now)
 		if have == 0 {
 			started = now

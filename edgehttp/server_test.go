@@ -494,3 +494,13 @@ func BenchmarkParseRequestBrowser(b *testing.B) {
 		}
 	}
 }
+
+// TestWallNow: the one-call clock tells the same time as time.Now.
+func TestWallNow(t *testing.T) {
+	before := time.Now().Truncate(time.Microsecond)
+	got := wallNow()
+	after := time.Now()
+	if got.Before(before) || got.After(after) {
+		t.Fatalf("wallNow() = %v, not within [%v, %v]", got, before, after)
+	}
+}
