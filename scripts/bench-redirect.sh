@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Redirect cost: refrouter (full path: verify + geo + click record) against nginx `return 302`,
 # a bare fasthttp 302 server and a canned 302 on refrouter's own redirect engine (edgehttp), each
-# pinned to core 0 with taskset, the load generator (wrk) pinned to core 1, interleaved, in one run. Reports requests/s and the server's CPU time per
+# pinned to core 0 with taskset, the load generator (wrk) pinned to core 1, interleaved (the order
+# rotating from round to round), in one run. Reports requests/s and the server's CPU time per
 # request (utime+stime from /proc/PID/stat over the run, divided by the requests wrk made), and
 # the ratios to nginx. Then the latency at half of refrouter's measured throughput from
 # `refrouter bench redirect` (open loop, HDR histogram).
@@ -127,13 +128,18 @@ run() { # name pid url
   ROUND_US[$name]="${ROUND_US[$name]:-} $(python3 -c "print($((after - before))/$CLK*1e6/$reqs)")"
   printf '  %-10s round: %8d requests, %5d ticks\n' "$name" "$reqs" "$((after - before))" >&2
 }
+# Each round starts one server later than the one before, so that no server always runs first or
+# last in a round (the machine's load drifts within a round too).
+SERVERS=(nginx nginxlog bare edge refrouter)
+declare -A SPID=([nginx]=$NPID [nginxlog]=$LPID [bare]=$BPID [edge]=$EPID [refrouter]=$RPID)
+declare -A SURL=([nginx]="http://127.0.0.1:$NP/$CODE" [nginxlog]="http://127.0.0.1:$LP/$CODE"
+  [bare]="http://127.0.0.1:$BP/$CODE" [edge]="http://127.0.0.1:$EP/$CODE" [refrouter]="$REF_URL")
 for r in $(seq 1 "$ROUNDS"); do
   echo "round $r/$ROUNDS" >&2
-  run nginx "$NPID" "http://127.0.0.1:$NP/$CODE"
-  run nginxlog "$LPID" "http://127.0.0.1:$LP/$CODE"
-  run bare "$BPID" "http://127.0.0.1:$BP/$CODE"
-  run edge "$EPID" "http://127.0.0.1:$EP/$CODE"
-  run refrouter "$RPID" "$REF_URL"
+  for k in 0 1 2 3 4; do
+    name=${SERVERS[$(( (r - 1 + k) % 5 ))]}
+    run "$name" "${SPID[$name]}" "${SURL[$name]}"
+  done
 done
 
 {
