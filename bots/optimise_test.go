@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/refrouter/refrouter/internal/ascii"
 )
 
 // The tests here check that the prefilter (scan) and the verdict cache
@@ -80,9 +82,9 @@ func randomCase(r *rand.Rand, s string) string {
 	b := []byte(s)
 	for i, c := range b {
 		if r.IntN(2) == 0 {
-			b[i] = upperByte(c)
+			b[i] = ascii.Upper(c)
 		} else {
-			b[i] = lowerByte(c)
+			b[i] = ascii.Lower(c)
 		}
 	}
 	return string(b)

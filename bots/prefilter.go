@@ -3,6 +3,8 @@ package bots
 import (
 	"encoding/binary"
 	"strings"
+
+	"github.com/refrouter/refrouter/internal/ascii"
 )
 
 // The prefilter is a table of byte pairs such that every occurrence of
@@ -90,7 +92,7 @@ func le16(b []byte) uint16 { return binary.LittleEndian.Uint16(b) }
 // automaton on strings of less than two bytes). The choice of pairs only
 // affects speed: any choice keeps every verdict.
 func buildPairs(pats, sample []string) *pairTable {
-	key := func(a, b byte) int { return int(lowerByte(a)) | int(lowerByte(b))<<8 }
+	key := func(a, b byte) int { return int(ascii.Lower(a)) | int(ascii.Lower(b))<<8 }
 	freq := make([]int, 1<<16)
 	for _, ua := range sample {
 		for i := 1; i < len(ua); i++ {
@@ -99,8 +101,8 @@ func buildPairs(pats, sample []string) *pairTable {
 	}
 	t := new(pairTable)
 	set := func(a, b byte) {
-		for _, x := range [2]byte{a, upperByte(a)} {
-			for _, y := range [2]byte{b, upperByte(b)} {
+		for _, x := range [2]byte{a, ascii.Upper(a)} {
+			for _, y := range [2]byte{b, ascii.Upper(b)} {
 				t[int(x)|int(y)<<8] = 1
 			}
 		}
@@ -130,22 +132,6 @@ func buildPairs(pats, sample []string) *pairTable {
 		set(p[best-1], p[best])
 	}
 	return t
-}
-
-// lowerByte and upperByte change the case of an ASCII letter, and return
-// other bytes unchanged.
-func lowerByte(c byte) byte {
-	if 'A' <= c && c <= 'Z' {
-		return c + 'a' - 'A'
-	}
-	return c
-}
-
-func upperByte(c byte) byte {
-	if 'a' <= c && c <= 'z' {
-		return c - 'a' + 'A'
-	}
-	return c
 }
 
 // containsOther reports whether pats[i] contains another pattern, counting

@@ -17,6 +17,8 @@ import (
 	"net/netip"
 	"strings"
 	"unsafe"
+
+	"github.com/refrouter/refrouter/internal/ascii"
 )
 
 // ErrInvalidPrefix is wrapped by ParsePrefixes when a value is neither a CIDR
@@ -104,7 +106,7 @@ func (r *Resolver) From(remote netip.Addr, xff, forwarded []byte) netip.Addr {
 	case HeaderForwarded:
 		return r.walkForwarded(remote, forwarded)
 	default:
-		if len(trimOWS(xff)) > 0 {
+		if len(ascii.TrimOWS(xff)) > 0 {
 			return r.walkXFF(remote, xff)
 		}
 		return r.walkForwarded(remote, forwarded)
@@ -122,7 +124,7 @@ func (r *Resolver) walkXFF(last netip.Addr, h []byte) netip.Addr {
 				break
 			}
 		}
-		hop := trimOWS(h[start:end])
+		hop := ascii.TrimOWS(h[start:end])
 		if start > 0 {
 			end = start - 1
 		} else {
@@ -238,7 +240,7 @@ func scanForwarded(h []byte, hops []fwdHop) []fwdHop {
 				bad = true
 				break
 			}
-			if len(name) == 3 && lowerASCII(name[0]) == 'f' && lowerASCII(name[1]) == 'o' && lowerASCII(name[2]) == 'r' {
+			if len(name) == 3 && ascii.Lower(name[0]) == 'f' && ascii.Lower(name[1]) == 'o' && ascii.Lower(name[2]) == 'r' {
 				if haveFor {
 					bad = true // a parameter must not repeat within an element
 					break
@@ -346,7 +348,7 @@ func isObfuscated(v []byte) bool {
 		return false
 	}
 	for k := 0; k < len(u); k++ {
-		if lowerASCII(v[k]) != u[k] {
+		if ascii.Lower(v[k]) != u[k] {
 			return false
 		}
 	}
@@ -391,16 +393,6 @@ func normPrefix(p netip.Prefix) netip.Prefix {
 	return p.Masked()
 }
 
-func trimOWS(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
-		b = b[1:]
-	}
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
-		b = b[:len(b)-1]
-	}
-	return b
-}
-
 func skipOWS(b []byte, i int) int {
 	for i < len(b) && (b[i] == ' ' || b[i] == '\t') {
 		i++
@@ -425,13 +417,6 @@ func countByte(b []byte, c byte) int {
 		}
 	}
 	return n
-}
-
-func lowerASCII(c byte) byte {
-	if 'A' <= c && c <= 'Z' {
-		return c + 'a' - 'A'
-	}
-	return c
 }
 
 func isAlnum(c byte) bool {

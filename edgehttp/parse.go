@@ -6,6 +6,8 @@ import (
 	"math/bits"
 	"net/netip"
 	"time"
+
+	"github.com/refrouter/refrouter/internal/ascii"
 )
 
 // Request is one request the fast path answers. Its byte slices point into
@@ -154,7 +156,7 @@ func parseRequest(b []byte, r *Request, match func(path []byte) bool) (parseResu
 		case rest[end+1] != '\n':
 			return badLine(rest) // a bare CR
 		}
-		name, value := rest[:colon], trimOWS(rest[colon+1:end])
+		name, value := rest[:colon], ascii.TrimOWS(rest[colon+1:end])
 		off += end + 2
 		var dst *[]byte
 		switch len(name) {
@@ -263,19 +265,6 @@ func couldStartFast(b []byte) bool {
 	return false
 }
 
-// trimOWS trims spaces and tabs at both ends. Unlike bytes.Trim it keeps
-// an all-blank value non-nil, which is how Request tells a present but
-// empty header from an absent one.
-func trimOWS(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
-		b = b[1:]
-	}
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
-		b = b[:len(b)-1]
-	}
-	return b
-}
-
 // tchar marks the characters of an RFC 9110 token.
 var tchar = func() (t [256]bool) {
 	for c := '0'; c <= '9'; c++ {
@@ -297,11 +286,7 @@ func equalFold(b []byte, s string) bool {
 		return false
 	}
 	for i := 0; i < len(b); i++ {
-		c := b[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != s[i] {
+		if ascii.Lower(b[i]) != s[i] {
 			return false
 		}
 	}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"reflect"
 	"testing"
+
+	"github.com/refrouter/refrouter/internal/ascii"
 )
 
 // parseRequestRef is parseRequest as first written: line by line, with
@@ -68,7 +70,7 @@ func parseRequestRef(b []byte, r *Request, match func(path []byte) bool) (parseR
 		if colon <= 0 || !isToken(field[:colon]) {
 			return fallback, 0 // includes obs-fold (a leading blank)
 		}
-		name, value := field[:colon], trimOWS(field[colon+1:])
+		name, value := field[:colon], ascii.TrimOWS(field[colon+1:])
 		if !fieldValue(value) {
 			return fallback, 0
 		}

@@ -5,6 +5,8 @@ import (
 	"strconv"
 
 	"github.com/oschwald/maxminddb-golang/v2/mmdbdata"
+
+	"github.com/refrouter/refrouter/internal/ascii"
 )
 
 // fields holds what geo reads from one database record. The same walker
@@ -112,7 +114,7 @@ func readCode(v mmdbdata.Cursor, data []byte, dst *[2]byte, has *bool) (mmdbdata
 	if off+3 <= uint(len(data)) {
 		ctrl := data[off]
 		if mmdbdata.Kind(ctrl>>5) == mmdbdata.KindString && ctrl&0x1f == 2 {
-			a, b := upper(data[off+1]), upper(data[off+2])
+			a, b := ascii.Upper(data[off+1]), ascii.Upper(data[off+2])
 			if isUpper(a) && isUpper(b) {
 				*dst = [2]byte{a, b}
 				*has = true
@@ -120,13 +122,6 @@ func readCode(v mmdbdata.Cursor, data []byte, dst *[2]byte, has *bool) (mmdbdata
 		}
 	}
 	return v.Skip()
-}
-
-func upper(c byte) byte {
-	if 'a' <= c && c <= 'z' {
-		return c - ('a' - 'A')
-	}
-	return c
 }
 
 func isUpper(c byte) bool { return 'A' <= c && c <= 'Z' }

@@ -1,5 +1,7 @@
 package rules
 
+import "github.com/refrouter/refrouter/internal/ascii"
+
 // maxLangEntries bounds how many Accept-Language entries are inspected.
 const maxLangEntries = 32
 
@@ -20,7 +22,7 @@ func nextLang(b []byte) (e langEntry, ok bool, rest []byte) {
 			break
 		}
 	}
-	item := trimOWS(b[:end])
+	item := ascii.TrimOWS(b[:end])
 	// tag [; param]...
 	tagEnd := len(item)
 	for i, c := range item {
@@ -29,7 +31,7 @@ func nextLang(b []byte) (e langEntry, ok bool, rest []byte) {
 			break
 		}
 	}
-	e.tag = trimOWS(item[:tagEnd])
+	e.tag = ascii.TrimOWS(item[:tagEnd])
 	e.q = 1000
 	if !validLangRange(e.tag) {
 		return e, false, rest
@@ -44,10 +46,10 @@ func nextLang(b []byte) (e langEntry, ok bool, rest []byte) {
 				break
 			}
 		}
-		p := trimOWS(params[:pe])
+		p := ascii.TrimOWS(params[:pe])
 		params = params[pe:]
 		if len(p) >= 2 && (p[0] == 'q' || p[0] == 'Q') && p[1] == '=' {
-			q, qok := parseQ(trimOWS(p[2:]))
+			q, qok := parseQ(ascii.TrimOWS(p[2:]))
 			if !qok {
 				return e, false, rest
 			}
@@ -163,7 +165,7 @@ func langPrefix(tag []byte, want string) bool {
 		return false
 	}
 	for i := 0; i < len(want); i++ {
-		if lowerASCII(tag[i]) != want[i] {
+		if ascii.Lower(tag[i]) != want[i] {
 			return false
 		}
 	}
@@ -171,13 +173,3 @@ func langPrefix(tag []byte, want string) bool {
 }
 
 func isAlpha(c byte) bool { return ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z') }
-
-func trimOWS(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
-		b = b[1:]
-	}
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
-		b = b[:len(b)-1]
-	}
-	return b
-}

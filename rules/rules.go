@@ -25,6 +25,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/refrouter/refrouter/internal/ascii"
 )
 
 // Limits on a rules block.
@@ -628,7 +630,7 @@ func asciiUpper(s string) string {
 func asciiLower(s string) string {
 	b := []byte(s)
 	for i, c := range b {
-		b[i] = lowerASCII(c)
+		b[i] = ascii.Lower(c)
 	}
 	return string(b)
 }

@@ -1,0 +1,35 @@
+// Package ascii holds the byte-level helpers of HTTP header syntax that
+// several packages read by hand (ASCII case, optional whitespace), so that
+// each exists once.
+package ascii
+
+// Lower returns the lower-case form of an ASCII letter and any other byte
+// unchanged.
+func Lower(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
+// Upper returns the upper-case form of an ASCII letter and any other byte
+// unchanged.
+func Upper(c byte) byte {
+	if 'a' <= c && c <= 'z' {
+		return c - 'a' + 'A'
+	}
+	return c
+}
+
+// TrimOWS trims optional whitespace (spaces and tabs, RFC 9110) at both
+// ends. Unlike bytes.Trim it keeps an all-blank value non-nil, which is how
+// header readers tell a present but empty value from an absent one.
+func TrimOWS(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
