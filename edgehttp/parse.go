@@ -158,66 +158,77 @@ func parseRequest(b []byte, r *Request, match func(path []byte) bool) (parseResu
 		}
 		name, value := rest[:colon], ascii.TrimOWS(rest[colon+1:end])
 		off += end + 2
-		var dst *[]byte
-		switch len(name) {
-		case 4:
-			if equalFold(name, "host") {
-				dst = &r.Host
-			}
-		case 6:
-			if equalFold(name, "cookie") {
-				dst = &r.Cookie
-			} else if equalFold(name, "expect") {
-				return fallback, 0
-			}
-		case 7:
-			if equalFold(name, "upgrade") {
-				return fallback, 0
-			}
-		case 9:
-			if equalFold(name, "forwarded") {
-				dst = &r.Forwarded
-			}
-		case 10:
-			if equalFold(name, "user-agent") {
-				dst = &r.UserAgent
-			} else if equalFold(name, "connection") {
-				// Other spellings and option lists are the fallback's, so
-				// that both servers read them alike.
-				switch string(value) {
-				case "close":
-					r.Close = true
-				case "keep-alive", "Keep-Alive":
-				default:
-					return fallback, 0
-				}
-			}
-		case 14:
-			if equalFold(name, "content-length") {
-				return fallback, 0
-			}
-		case 15:
-			if equalFold(name, "x-forwarded-for") {
-				dst = &r.XForwardedFor
-			} else if equalFold(name, "accept-language") {
-				dst = &r.AcceptLanguage
-			}
-		case 17:
-			if equalFold(name, "transfer-encoding") {
-				return fallback, 0
-			}
-		}
-		if dst != nil {
-			if *dst != nil {
-				return fallback, 0 // repeated: the fallback combines or rejects
-			}
-			*dst = value // non-nil even when empty: a subslice of b
+		if !r.setField(name, value) {
+			return fallback, 0
 		}
 	}
 	if len(r.Host) == 0 {
 		return fallback, 0 // missing or empty: the fallback answers 400
 	}
 	return fast, off
+}
+
+// setField takes the header field name: value (value trimmed) into r when it
+// is one r carries, and reports false when the field sends the request to
+// the fallback: body framing, Upgrade or Expect, a Connection value other than
+// close or keep-alive, or a repeat of a field r carries.
+func (r *Request) setField(name, value []byte) bool {
+	var dst *[]byte
+	switch len(name) {
+	case 4:
+		if equalFold(name, "host") {
+			dst = &r.Host
+		}
+	case 6:
+		if equalFold(name, "cookie") {
+			dst = &r.Cookie
+		} else if equalFold(name, "expect") {
+			return false
+		}
+	case 7:
+		if equalFold(name, "upgrade") {
+			return false
+		}
+	case 9:
+		if equalFold(name, "forwarded") {
+			dst = &r.Forwarded
+		}
+	case 10:
+		if equalFold(name, "user-agent") {
+			dst = &r.UserAgent
+		} else if equalFold(name, "connection") {
+			// Other spellings and option lists are the fallback's, so
+			// that both servers read them alike.
+			switch string(value) {
+			case "close":
+				r.Close = true
+			case "keep-alive", "Keep-Alive":
+			default:
+				return false
+			}
+		}
+	case 14:
+		if equalFold(name, "content-length") {
+			return false
+		}
+	case 15:
+		if equalFold(name, "x-forwarded-for") {
+			dst = &r.XForwardedFor
+		} else if equalFold(name, "accept-language") {
+			dst = &r.AcceptLanguage
+		}
+	case 17:
+		if equalFold(name, "transfer-encoding") {
+			return false
+		}
+	}
+	if dst != nil {
+		if *dst != nil {
+			return false // repeated: the fallback combines or rejects
+		}
+		*dst = value // non-nil even when empty: a subslice of b
+	}
+	return true
 }
 
 // badLine is the verdict on a header line found malformed before its end:

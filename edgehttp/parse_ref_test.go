@@ -9,7 +9,9 @@ import (
 )
 
 // parseRequestRef is parseRequest as first written: line by line, with
-// bytes.IndexByte for each delimiter and a pass per check. The fast parser
+// bytes.IndexByte for each delimiter and a pass per check. It shares
+// Request.setField (which fields a request carries, and which send it to the
+// fallback) with parseRequest: what the two must agree on is the scanning. The fast parser
 // must agree with it on every input (FuzzParseRequestMatchesReference).
 func parseRequestRef(b []byte, r *Request, match func(path []byte) bool) (parseResult, int) {
 	*r = Request{Remote: r.Remote}
@@ -74,60 +76,8 @@ func parseRequestRef(b []byte, r *Request, match func(path []byte) bool) (parseR
 		if !fieldValue(value) {
 			return fallback, 0
 		}
-		var dst *[]byte
-		switch len(name) {
-		case 4:
-			if equalFold(name, "host") {
-				dst = &r.Host
-			}
-		case 6:
-			if equalFold(name, "cookie") {
-				dst = &r.Cookie
-			} else if equalFold(name, "expect") {
-				return fallback, 0
-			}
-		case 7:
-			if equalFold(name, "upgrade") {
-				return fallback, 0
-			}
-		case 9:
-			if equalFold(name, "forwarded") {
-				dst = &r.Forwarded
-			}
-		case 10:
-			if equalFold(name, "user-agent") {
-				dst = &r.UserAgent
-			} else if equalFold(name, "connection") {
-				// Other spellings and option lists are the fallback's, so
-				// that both servers read them alike.
-				switch string(value) {
-				case "close":
-					r.Close = true
-				case "keep-alive", "Keep-Alive":
-				default:
-					return fallback, 0
-				}
-			}
-		case 14:
-			if equalFold(name, "content-length") {
-				return fallback, 0
-			}
-		case 15:
-			if equalFold(name, "x-forwarded-for") {
-				dst = &r.XForwardedFor
-			} else if equalFold(name, "accept-language") {
-				dst = &r.AcceptLanguage
-			}
-		case 17:
-			if equalFold(name, "transfer-encoding") {
-				return fallback, 0
-			}
-		}
-		if dst != nil {
-			if *dst != nil {
-				return fallback, 0 // repeated: the fallback combines or rejects
-			}
-			*dst = value // non-nil even when empty: a subslice of b
+		if !r.setField(name, value) {
+			return fallback, 0
 		}
 	}
 	if len(r.Host) == 0 {
