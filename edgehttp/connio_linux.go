@@ -55,6 +55,9 @@ func (r *rawIO) read(p []byte) (int, error) {
 	n, errno := sysRead(uintptr(r.fd), p)
 	if errno == syscall.EAGAIN {
 		// Nothing there yet: wait through the poller (deadlines apply).
+		// RawConn.Read tries the read once more before it parks; that
+		// second call is not redundant: it follows the poller's reset,
+		// so data that came in between is read rather than waited for.
 		r.p = p
 		err := r.rc.Read(r.waitRead)
 		r.p = nil
