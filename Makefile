@@ -25,6 +25,8 @@ run: build ## start the three-region demo cluster on 127.0.0.1 (Ctrl-C stops it)
 .PHONY: test
 test: vet ## vet, then every test with the race detector and invariant checks (real PostgreSQL, raft, memberlist)
 	$(GO) test -race -count=1 -tags invariants -timeout 12m $(PKGS)
+	# tests that hold only without the race detector (allocation counts, the edge's buffer pool)
+	$(GO) test -count=1 -timeout 5m -run 'Allocs|Buffers' ./edgehttp ./node ./links ./bots ./geo ./clientip ./routing ./rules
 	cd deploy && $(GO) test -count=1 -timeout 5m ./...
 
 .PHONY: vet

@@ -1,6 +1,7 @@
 package edgehttp
 
 import (
+	"errors"
 	"net"
 	"syscall"
 )
@@ -26,13 +27,27 @@ func newConnIO(c net.Conn) *connIO {
 	return &connIO{c: c, raw: newRawIO(c)}
 }
 
+// errNotReady is read's answer, when asked not to wait, for a connection
+// with no input yet.
+var errNotReady = errors.New("edgehttp: no input yet")
+
 // read reads into p; n > 0 or an error (io.EOF at the end of the stream).
-func (io *connIO) read(p []byte) (int, error) {
+// With noWait, on a connection that canWait, it returns errNotReady at once
+// instead of waiting for input; the caller then waits with waitReadable.
+func (io *connIO) read(p []byte, noWait bool) (int, error) {
 	if io.raw == nil {
 		return io.c.Read(p)
 	}
-	return io.raw.read(p)
+	return io.raw.read(p, noWait)
 }
+
+// canWait reports whether the connection can wait for input without a
+// buffer to read into (waitReadable).
+func (io *connIO) canWait() bool { return io.raw != nil }
+
+// waitReadable waits until the connection has input, has ended or failed,
+// or its read deadline passes (an error). Only for a connection that canWait.
+func (io *connIO) waitReadable() error { return io.raw.waitReadable() }
 
 // write writes all of p or returns an error.
 func (io *connIO) write(p []byte) error {

@@ -27,6 +27,8 @@ type rawIO struct {
 	errno syscall.Errno // the error of waitRead's or waitWrite's last call
 
 	waitRead  func(fd uintptr) bool // one read, for RawConn.Read: false on EAGAIN (wait and retry)
+	waitIn    func(fd uintptr) bool // for RawConn.Read: true once there is input to read
+	woken     bool                  // waitIn has waited once
 	waitWrite func(fd uintptr) bool // the rest of p, for RawConn.Write
 }
 
@@ -43,6 +45,17 @@ func newRawIO(c net.Conn) *rawIO {
 		r.n, r.errno = sysRead(fd, r.p)
 		return r.errno != syscall.EAGAIN
 	}
+	r.waitIn = func(fd uintptr) bool {
+		if r.woken {
+			r.woken = false
+			return true // the poller says input came (a read will tell)
+		}
+		if inputReady(fd) {
+			return true
+		}
+		r.woken = true
+		return false
+	}
 	r.waitWrite = func(fd uintptr) bool {
 		r.p, r.errno = writeAll(fd, r.p)
 		return r.errno != syscall.EAGAIN
@@ -50,9 +63,12 @@ func newRawIO(c net.Conn) *rawIO {
 	return r
 }
 
-func (r *rawIO) read(p []byte) (int, error) {
+func (r *rawIO) read(p []byte, noWait bool) (int, error) {
 	// The socket is non-blocking: this call never waits.
 	n, errno := sysRead(uintptr(r.fd), p)
+	if errno == syscall.EAGAIN && noWait {
+		return 0, errNotReady
+	}
 	if errno == syscall.EAGAIN {
 		// Nothing there yet: wait through the poller (deadlines apply).
 		// RawConn.Read tries the read once more before it parks; that
@@ -73,6 +89,13 @@ func (r *rawIO) read(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	return n, nil
+}
+
+// waitReadable waits through the poller until the socket has input, has
+// ended or failed, or the read deadline passes.
+func (r *rawIO) waitReadable() error {
+	r.woken = false
+	return r.rc.Read(r.waitIn)
 }
 
 func (r *rawIO) write(p []byte) error {
@@ -125,6 +148,21 @@ func sysRead(fd uintptr, p []byte) (int, syscall.Errno) {
 		case syscall.EINTR:
 		default:
 			return 0, errno
+		}
+	}
+}
+
+// inputReady reports whether a read on the socket would not return EAGAIN:
+// it peeks at one byte without taking it. RawConn.Read calls waitIn first
+// right after resetting the poller's readiness, so input that arrived since
+// the last read is seen here rather than waited for.
+func inputReady(fd uintptr) bool {
+	var b byte
+	for {
+		_, _, errno := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b)), 1,
+			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+		if errno != syscall.EINTR {
+			return errno != syscall.EAGAIN
 		}
 	}
 }

@@ -60,8 +60,10 @@ type Server struct {
 	fb  *fallbackListener
 
 	date atomic.Pointer[httpDate] // Date of the current second
+	bufs sync.Pool                // of *connBuf
 
 	served    atomic.Uint64 // requests answered on the fast path
+	buffers   atomic.Uint64 // connBufs allocated
 	handedOff atomic.Uint64 // connections handed to the fallback
 
 	mu      sync.Mutex
@@ -95,11 +97,16 @@ type Stats struct {
 	Served uint64
 	// HandedOff is the number of connections handed to the fallback.
 	HandedOff uint64
+	// Buffers is the number of read-and-answer buffer pairs (4 KiB and up)
+	// allocated. Connections borrow a pair only while they have a request in
+	// hand, so this follows the requests served at once (and the pool's
+	// refills after garbage collections), not the connections kept open.
+	Buffers uint64
 }
 
 // Stats returns the server's counters.
 func (s *Server) Stats() Stats {
-	return Stats{Served: s.served.Load(), HandedOff: s.handedOff.Load()}
+	return Stats{Served: s.served.Load(), HandedOff: s.handedOff.Load(), Buffers: s.buffers.Load()}
 }
 
 // Fallback returns the listener on which connections with a request the fast
@@ -233,8 +240,16 @@ func (s *Server) serveConn(c net.Conn) {
 		s.untrack(c)
 	}()
 	cio := newConnIO(c)
-	buf := make([]byte, readBufSize)
-	out := make([]byte, 0, 1024)
+	// The buffers are the server's, lent to a connection while it has a
+	// request in hand (see connBuf); a connection whose reads go through
+	// net.Conn keeps its pair while it waits, as its read waits with them.
+	lend := cio.canWait()
+	var cb *connBuf
+	defer func() {
+		if cb != nil {
+			s.putBuf(cb)
+		}
+	}()
 	var (
 		req      Request
 		date     []byte
@@ -262,7 +277,21 @@ func (s *Server) serveConn(c net.Conn) {
 		if s.closing.Load() {
 			return
 		}
-		n, err := cio.read(buf[have:])
+		if cb == nil {
+			cb = s.getBuf()
+		}
+		buf := cb.in[:]
+		n, err := cio.read(buf[have:], lend)
+		if err == errNotReady {
+			if have == 0 {
+				s.putBuf(cb)
+				cb = nil
+			}
+			if cio.waitReadable() != nil {
+				return // timeout or Shutdown's wake-up
+			}
+			continue
+		}
 		if n == 0 {
 			_ = err // EOF, reset, timeout or Shutdown's wake-up: done
 			return
@@ -277,7 +306,7 @@ func (s *Server) serveConn(c net.Conn) {
 			return
 		}
 		have += n
-		out = out[:0]
+		out := cb.out[:0]
 		start, answered := 0, 0
 		for start < have {
 			res, used := parseRequest(buf[start:have], &req, s.cfg.Match)
@@ -313,9 +342,14 @@ func (s *Server) serveConn(c net.Conn) {
 			handedOff = s.handoff(c, cio, out, buf[:have])
 			return
 		}
+		cb.out = out
 		if len(out) > 0 {
 			if err := cio.write(out); err != nil {
 				return
+			}
+			if have == 0 && lend {
+				s.putBuf(cb)
+				cb = nil
 			}
 			// Let the other connections' goroutines run before reading
 			// again: under load the client's next request has usually
@@ -326,6 +360,37 @@ func (s *Server) serveConn(c net.Conn) {
 			runtime.Gosched()
 		}
 	}
+}
+
+// connBuf is the read buffer and the answer buffer of a connection with a
+// request in hand. The server lends them from a pool and takes them back
+// when the connection has answered everything it read, so that under load
+// the few pairs in use stay in the core's cache and the kernel copies each
+// request and answer to and from warm lines, as nginx's per-request pools do,
+// instead of each connection touching cold buffers of its own; an idle
+// keep-alive connection holds no buffers at all.
+type connBuf struct {
+	in  [readBufSize]byte
+	out []byte
+}
+
+// maxPooledOut is the largest answer buffer the pool keeps; a connection
+// that grew a larger one (many pipelined answers at once) drops it.
+const maxPooledOut = 64 << 10
+
+func (s *Server) getBuf() *connBuf {
+	if cb, ok := s.bufs.Get().(*connBuf); ok {
+		return cb
+	}
+	s.buffers.Add(1)
+	return &connBuf{out: make([]byte, 0, 1024)}
+}
+
+func (s *Server) putBuf(cb *connBuf) {
+	if cap(cb.out) > maxPooledOut {
+		cb.out = make([]byte, 0, 1024)
+	}
+	s.bufs.Put(cb)
 }
 
 // httpDate is the Date header value of one second.
