@@ -160,11 +160,19 @@ PY
   echo
   for name in nginxlog bare edge refrouter; do
     python3 - "$name" "${ROUND_US[nginx]}" "${ROUND_US[$name]}" <<'PY'
-import statistics, sys
+import random, statistics, sys
 n = [float(x) for x in sys.argv[2].split()]
 s = [float(x) for x in sys.argv[3].split()]
 r = sorted(b / a for a, b in zip(n, s))
-print(f"{sys.argv[1]}/nginx per round: min {r[0]:.2f}, median {statistics.median(r):.2f}, max {r[-1]:.2f}")
+# 95 % interval of the ratio of the mean per-request costs, resampling rounds (bootstrap, fixed seed).
+rng, k, boot = random.Random(1), len(n), []
+for _ in range(4000):
+    idx = [rng.randrange(k) for _ in range(k)]
+    boot.append(sum(s[i] for i in idx) / sum(n[i] for i in idx))
+boot.sort()
+lo, hi = boot[int(0.025 * len(boot))], boot[int(0.975 * len(boot)) - 1]
+print(f"{sys.argv[1]}/nginx per round: min {r[0]:.2f}, median {statistics.median(r):.2f}, max {r[-1]:.2f}; "
+      f"mean ratio {sum(s) / sum(n):.3f}, 95 % interval {lo:.3f}-{hi:.3f} (bootstrap over rounds)")
 PY
   done
 } | tee "$OUT/redirect-cpu.md"
