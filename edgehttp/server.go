@@ -286,6 +286,9 @@ func (s *Server) serveConn(c net.Conn) {
 			if have == 0 {
 				s.putBuf(cb)
 				cb = nil
+				// Nor keep the last request's slices of a buffer that is
+				// no longer this connection's while it waits.
+				req = Request{Remote: req.Remote}
 			}
 			if cio.waitReadable() != nil {
 				return // timeout or Shutdown's wake-up
