@@ -504,3 +504,55 @@ func TestWallNow(t *testing.T) {
 		t.Fatalf("wallNow() = %v, not within [%v, %v]", got, before, after)
 	}
 }
+
+// TestUnixSocket: a Unix stream connection takes the raw path too, waits
+// for its next request without a buffer, and is answered each time.
+func TestUnixSocket(t *testing.T) {
+	edge, err := New(Config{Match: matchCode, Serve: func(dst []byte, r *Request) []byte {
+		return fmt.Appendf(dst, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(r.Path), r.Path)
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("unix", t.TempDir()+"/edge.sock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- edge.Serve(ln) }()
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		edge.Shutdown(ctx)
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	}()
+	c, err := net.Dial("unix", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if newConnIO(c).raw == nil {
+		t.Fatal("no raw I/O for a Unix stream connection")
+	}
+	br := bufio.NewReader(c)
+	for i := range 3 {
+		time.Sleep(20 * time.Millisecond) // the server waits, idle, between requests
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		path := fmt.Sprintf("/unix%02d", i)
+		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) != path {
+			t.Fatalf("request %d answered %q, want %q", i, b, path)
+		}
+	}
+	if st := edge.Stats(); st.Served != 3 {
+		t.Fatalf("served %d, want 3", st.Served)
+	}
+}
