@@ -556,3 +556,56 @@ func TestUnixSocket(t *testing.T) {
 		t.Fatalf("served %d, want 3", st.Served)
 	}
 }
+
+// TestNoLostWakeups: many connections, each sending its next request as soon
+// as the last is answered, keep their goroutines going from answering to
+// waiting without a buffer and back; a wake-up lost on the way would stall a
+// client until its deadline. (The narrowest window, input arriving while the
+// poller's readiness is reset, which inputReady covers, is too rare to hit on
+// purpose.)
+func TestNoLostWakeups(t *testing.T) {
+	ts := startTestServer(t, Config{})
+	const conns, reqs = 32, 200
+	var wg sync.WaitGroup
+	errs := make(chan error, conns)
+	for i := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := net.Dial("tcp", ts.addr)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			br := bufio.NewReader(c)
+			for j := range reqs {
+				c.SetDeadline(time.Now().Add(5 * time.Second))
+				path := fmt.Sprintf("/w%02d%03d", i, j)
+				if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path); err != nil {
+					errs <- err
+					return
+				}
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					errs <- fmt.Errorf("connection %d request %d: %w", i, j, err)
+					return
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if want := "fast " + path; string(b) != want {
+					errs <- fmt.Errorf("connection %d request %d: %q, want %q", i, j, b, want)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := ts.served.Load(); n != conns*reqs {
+		t.Fatalf("served %d, want %d", n, conns*reqs)
+	}
+}
