@@ -32,6 +32,16 @@ type testServer struct {
 
 func startTestServer(t *testing.T, cfg Config) *testServer {
 	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startTestServerOn(t, cfg, ln)
+}
+
+// startTestServerOn is startTestServer serving ln.
+func startTestServerOn(t *testing.T, cfg Config, ln net.Listener) *testServer {
+	t.Helper()
 	ts := &testServer{done: make(chan error, 2)}
 	cfg.Match = matchCode
 	cfg.Serve = func(dst []byte, r *Request) []byte {
@@ -65,10 +75,6 @@ func startTestServer(t *testing.T, cfg Config) *testServer {
 		},
 		ReadBufferSize: 8192,
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	ts.addr = ln.Addr().String()
 	go func() { ts.done <- edge.Serve(ln) }()
 	go func() { ts.done <- ts.slow.Serve(edge.Fallback()) }()
@@ -79,7 +85,10 @@ func startTestServer(t *testing.T, cfg Config) *testServer {
 		ts.slow.ShutdownWithContext(ctx)
 		for range 2 {
 			select {
-			case <-ts.done:
+			case err := <-ts.done:
+				if err != nil {
+					t.Errorf("Serve: %v", err)
+				}
 			case <-ctx.Done():
 				t.Error("Serve did not return after Shutdown")
 				return
@@ -446,26 +455,12 @@ func TestConnWithoutSocket(t *testing.T) {
 	if newConnIO(plainConn{}).raw != nil {
 		t.Fatal("raw I/O chosen for a connection without a socket")
 	}
-	edge, err := New(Config{Match: matchCode, Serve: func(dst []byte, r *Request) []byte {
-		return append(dst, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\nX-Path: fast\r\n\r\nfast"...)
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	slow := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) { ctx.Response.Header.Set("X-Path", "slow") }}
-	go edge.Serve(plainListener{ln})
-	go slow.Serve(edge.Fallback())
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		edge.Shutdown(ctx)
-		slow.ShutdownWithContext(ctx)
-	}()
-	rs := rawExchange(t, ln.Addr().String(), "GET /abc123 HTTP/1.1\r\nHost: x\r\n\r\nPOST /abc123 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 2)
+	ts := startTestServerOn(t, Config{}, plainListener{ln})
+	rs := rawExchange(t, ts.addr, "GET /abc123 HTTP/1.1\r\nHost: x\r\n\r\nPOST /abc123 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 2)
 	if rs[0].Header.Get("X-Path") != "fast" || rs[1].Header.Get("X-Path") != "slow" {
 		t.Fatalf("answered by %q then %q, want fast then slow", rs[0].Header.Get("X-Path"), rs[1].Header.Get("X-Path"))
 	}
@@ -508,27 +503,12 @@ func TestWallNow(t *testing.T) {
 // TestUnixSocket: a Unix stream connection takes the raw path too, waits
 // for its next request without a buffer, and is answered each time.
 func TestUnixSocket(t *testing.T) {
-	edge, err := New(Config{Match: matchCode, Serve: func(dst []byte, r *Request) []byte {
-		return fmt.Appendf(dst, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(r.Path), r.Path)
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	ln, err := net.Listen("unix", t.TempDir()+"/edge.sock")
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- edge.Serve(ln) }()
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		edge.Shutdown(ctx)
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	}()
-	c, err := net.Dial("unix", ln.Addr().String())
+	ts := startTestServerOn(t, Config{}, ln)
+	c, err := net.Dial("unix", ts.addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -548,11 +528,11 @@ func TestUnixSocket(t *testing.T) {
 		}
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if string(b) != path {
-			t.Fatalf("request %d answered %q, want %q", i, b, path)
+		if want := "fast " + path; string(b) != want {
+			t.Fatalf("request %d answered %q, want %q", i, b, want)
 		}
 	}
-	if st := edge.Stats(); st.Served != 3 {
+	if st := ts.edge.Stats(); st.Served != 3 {
 		t.Fatalf("served %d, want 3", st.Served)
 	}
 }
