@@ -8,9 +8,10 @@ import (
 
 // connIO reads and writes a served connection. On Linux, for a connection
 // that exposes its socket (syscall.Conn), a read or write that can complete
-// at once is one raw system call on the socket's descriptor; only when the
-// socket is not ready does it wait through the runtime's poller, which
-// honours deadlines. Elsewhere, and for other connections, it is the
+// at once is one raw system call on the socket's descriptor; when the socket
+// is not ready, a write waits through the runtime's poller, which honours
+// deadlines, and a read returns errNotReady for the caller to wait the same
+// way with waitReadable. Elsewhere, and for other connections, it is the
 // net.Conn's Read and Write.
 //
 // Why: net.Conn's Read and Write go through several layers, take the
@@ -27,18 +28,18 @@ func newConnIO(c net.Conn) *connIO {
 	return &connIO{c: c, raw: newRawIO(c)}
 }
 
-// errNotReady is read's answer, when asked not to wait, for a connection
-// with no input yet.
+// errNotReady is read's answer for a connection that canWait and has no
+// input yet.
 var errNotReady = errors.New("edgehttp: no input yet")
 
-// read reads into p; n > 0 or an error (io.EOF at the end of the stream).
-// With noWait, on a connection that canWait, it returns errNotReady at once
-// instead of waiting for input; the caller then waits with waitReadable.
-func (io *connIO) read(p []byte, noWait bool) (int, error) {
+// read reads into p; n > 0 or an error (io.EOF at the end of the stream). On
+// a connection that canWait it never waits: with no input yet it returns
+// errNotReady, and the caller waits with waitReadable, without p.
+func (io *connIO) read(p []byte) (int, error) {
 	if io.raw == nil {
 		return io.c.Read(p)
 	}
-	return io.raw.read(p, noWait)
+	return io.raw.read(p)
 }
 
 // canWait reports whether the connection can wait for input without a

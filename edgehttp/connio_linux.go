@@ -22,11 +22,9 @@ type rawIO struct {
 	fd int
 	rc syscall.RawConn
 
-	p     []byte        // what waitRead reads into or waitWrite writes
-	n     int           // bytes waitRead read
-	errno syscall.Errno // the error of waitRead's or waitWrite's last call
+	p     []byte        // what waitWrite writes
+	errno syscall.Errno // the error of waitWrite's last call
 
-	waitRead  func(fd uintptr) bool // one read, for RawConn.Read: false on EAGAIN (wait and retry)
 	waitIn    func(fd uintptr) bool // for RawConn.Read: true once there is input to read
 	woken     bool                  // waitIn has waited once
 	waitWrite func(fd uintptr) bool // the rest of p, for RawConn.Write
@@ -40,10 +38,6 @@ func newRawIO(c net.Conn) *rawIO {
 	r := &rawIO{fd: -1, rc: rc}
 	if err := rc.Control(func(fd uintptr) { r.fd = int(fd) }); err != nil || r.fd < 0 {
 		return nil
-	}
-	r.waitRead = func(fd uintptr) bool {
-		r.n, r.errno = sysRead(fd, r.p)
-		return r.errno != syscall.EAGAIN
 	}
 	r.waitIn = func(fd uintptr) bool {
 		if r.woken {
@@ -63,26 +57,13 @@ func newRawIO(c net.Conn) *rawIO {
 	return r
 }
 
-func (r *rawIO) read(p []byte, noWait bool) (int, error) {
-	// The socket is non-blocking: this call never waits.
+// read is one read on the non-blocking socket: it never waits, and returns
+// errNotReady when there is no input yet (waitReadable waits for it).
+func (r *rawIO) read(p []byte) (int, error) {
 	n, errno := sysRead(uintptr(r.fd), p)
-	if errno == syscall.EAGAIN && noWait {
-		return 0, errNotReady
-	}
-	if errno == syscall.EAGAIN {
-		// Nothing there yet: wait through the poller (deadlines apply).
-		// RawConn.Read tries the read once more before it parks; that
-		// second call is not redundant: it follows the poller's reset,
-		// so data that came in between is read rather than waited for.
-		r.p = p
-		err := r.rc.Read(r.waitRead)
-		r.p = nil
-		if err != nil {
-			return 0, err
-		}
-		n, errno = r.n, r.errno
-	}
 	switch {
+	case errno == syscall.EAGAIN:
+		return 0, errNotReady
 	case errno != 0:
 		return 0, &net.OpError{Op: "read", Net: "tcp", Err: errno}
 	case n == 0:

@@ -9,7 +9,7 @@ type rawIO struct{}
 
 func newRawIO(net.Conn) *rawIO { return nil }
 
-func (*rawIO) read([]byte, bool) (int, error) { panic("edgehttp: no raw I/O on this system") }
+func (*rawIO) read([]byte) (int, error) { panic("edgehttp: no raw I/O on this system") }
 
 func (*rawIO) write([]byte) error { panic("edgehttp: no raw I/O on this system") }
 

@@ -281,7 +281,7 @@ func (s *Server) serveConn(c net.Conn) {
 			cb = s.getBuf()
 		}
 		buf := cb.in[:]
-		n, err := cio.read(buf[have:], lend)
+		n, err := cio.read(buf[have:])
 		if err == errNotReady {
 			if have == 0 {
 				s.putBuf(cb)
