@@ -97,6 +97,12 @@ type Config struct {
 	Secrets        []Secret `yaml:"secrets"`          // master link keys
 	SecretsFile    string   `yaml:"secrets_file"`     // YAML file holding a list of Secret
 
+	// ClickTokenVersion is the version of the click tokens (rr_click) the
+	// node signs: 2 (AES-128-CMAC, the default) or 1 (HMAC-SHA256). Nodes
+	// verify both; set 1 only while a cluster is upgraded from a build that
+	// verifies version 1 alone, then 2 once every node runs this one.
+	ClickTokenVersion int `yaml:"click_token_version"`
+
 	GeoIP          []string `yaml:"geoip"`           // GeoIP2/GeoLite2 or ip-location-db mmdb files
 	TrustedProxies []string `yaml:"trusted_proxies"` // CIDRs whose X-Forwarded-For is believed
 
@@ -115,17 +121,18 @@ type Config struct {
 // environment and flags are applied.
 func Default() Config {
 	return Config{
-		Region:          "local",
-		Listen:          "127.0.0.1:8080",
-		Gossip:          "127.0.0.1:7946",
-		Cluster:         "127.0.0.1:7947",
-		Profile:         "lan",
-		Voter:           true,
-		BootstrapExpect: 1,
-		DataDir:         "refrouter-data",
-		Routing:         Routing{Mode: "local", ThresholdKm: 3000},
-		OutboxMaxBytes:  1 << 30,
-		LogLevel:        "info",
+		Region:            "local",
+		Listen:            "127.0.0.1:8080",
+		Gossip:            "127.0.0.1:7946",
+		Cluster:           "127.0.0.1:7947",
+		Profile:           "lan",
+		Voter:             true,
+		BootstrapExpect:   1,
+		DataDir:           "refrouter-data",
+		ClickTokenVersion: 2,
+		Routing:           Routing{Mode: "local", ThresholdKm: 3000},
+		OutboxMaxBytes:    1 << 30,
+		LogLevel:          "info",
 	}
 }
 
@@ -360,6 +367,9 @@ func (c *Config) Validate() error {
 		if k, err := base64.StdEncoding.DecodeString(s.Key); err != nil || len(k) < 32 {
 			return fieldErr(fmt.Sprintf("secrets[%d].key", i), redact(s.Key), "must be base64 of at least 32 bytes")
 		}
+	}
+	if c.ClickTokenVersion != 1 && c.ClickTokenVersion != 2 {
+		return fieldErr("click_token_version", strconv.Itoa(c.ClickTokenVersion), "must be 1 or 2")
 	}
 	for _, p := range c.TrustedProxies {
 		if _, err := netip.ParsePrefix(p); err != nil {

@@ -3,6 +3,7 @@ package config
 import (
 	"encoding/base64"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -36,7 +37,7 @@ func TestParseValidate(t *testing.T) {
 	if cfg.PublicURL != "http://127.0.0.1:8082" {
 		t.Errorf("public_url default = %q", cfg.PublicURL)
 	}
-	if cfg.Profile != "lan" || cfg.Routing.Mode != "local" {
+	if cfg.Profile != "lan" || cfg.Routing.Mode != "local" || cfg.ClickTokenVersion != 2 {
 		t.Errorf("defaults not applied: %+v", cfg)
 	}
 	r, err := cfg.Resolve()
@@ -58,6 +59,9 @@ func TestValidateNamesFieldAndValue(t *testing.T) {
 		{"bad proxy", "trusted_proxies: [10.0.0.0/33]", "trusted_proxies", "10.0.0.0/33"},
 		{"bad listen", "listen: nope", "listen", "nope"},
 		{"bad url", "public_url: ftp://x", "public_url", "ftp://x"},
+		{"click token version 3", "click_token_version: 3", "click_token_version", "3"},
+		{"click token version 0", "click_token_version: 0", "click_token_version", "0"},
+		{"click token version -1", "click_token_version: -1", "click_token_version", "-1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -94,6 +98,21 @@ func TestDurationFromYAML(t *testing.T) {
 	}
 	if cfg.DeadServerTimeout != 2*time.Minute {
 		t.Fatalf("dead_server_timeout = %v", cfg.DeadServerTimeout)
+	}
+}
+
+func TestClickTokenVersion(t *testing.T) {
+	for _, v := range []int{1, 2} {
+		cfg, err := Parse(strings.NewReader(validYAML() + "click_token_version: " + strconv.Itoa(v) + "\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cfg.Validate(); err != nil || cfg.ClickTokenVersion != v {
+			t.Fatalf("click_token_version: %d: got %d, %v", v, cfg.ClickTokenVersion, err)
+		}
+	}
+	if _, err := Parse(strings.NewReader(validYAML() + "click_token_version: two\n")); err == nil || !strings.Contains(err.Error(), "two") {
+		t.Fatalf("Parse(click_token_version: two) = %v, want an error naming the value", err)
 	}
 }
 
@@ -136,6 +155,17 @@ func TestEnvOverrides(t *testing.T) {
 	if err := cfg.ApplyEnv([]string{"REFROUTER_LAT=north"}); err == nil || !strings.Contains(err.Error(), "REFROUTER_LAT") {
 		t.Errorf("bad env value: %v", err)
 	}
+	if err := cfg.ApplyEnv([]string{"REFROUTER_CLICK_TOKEN_VERSION=1"}); err != nil || cfg.ClickTokenVersion != 1 {
+		t.Errorf("click_token_version from env: %v %v", cfg.ClickTokenVersion, err)
+	}
+	if err := cfg.ApplyEnv([]string{"REFROUTER_CLICK_TOKEN_VERSION=v2"}); err == nil || !strings.Contains(err.Error(), "REFROUTER_CLICK_TOKEN_VERSION") {
+		t.Errorf("bad click_token_version from env: %v", err)
+	}
+	if err := cfg.ApplyEnv([]string{"REFROUTER_CLICK_TOKEN_VERSION=7"}); err != nil {
+		t.Errorf("REFROUTER_CLICK_TOKEN_VERSION=7: %v (Validate, not Set, rejects it)", err)
+	} else if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), `click_token_version "7"`) {
+		t.Errorf("Validate after REFROUTER_CLICK_TOKEN_VERSION=7: %v", err)
+	}
 	if err := cfg.Set("nope", "1"); err == nil {
 		t.Error("unknown key accepted")
 	}
@@ -146,6 +176,8 @@ func FuzzParse(f *testing.F) {
 	f.Add("name: [")
 	f.Add("tokens: {a: 1}")
 	f.Add("lat: .nan\nlon: .inf")
+	f.Add(validYAML() + "click_token_version: 1\n")
+	f.Add(validYAML() + "click_token_version: 256\n")
 	f.Fuzz(func(t *testing.T, s string) {
 		cfg, err := Parse(strings.NewReader(s))
 		if err != nil {
@@ -157,6 +189,9 @@ func FuzzParse(f *testing.F) {
 			}
 			if !nameRE.MatchString(cfg.Name) {
 				t.Fatalf("validated a bad name %q", cfg.Name)
+			}
+			if cfg.ClickTokenVersion != 1 && cfg.ClickTokenVersion != 2 {
+				t.Fatalf("validated click_token_version %d", cfg.ClickTokenVersion)
 			}
 		}
 	})

@@ -97,10 +97,10 @@ func BenchmarkVerifyForged(b *testing.B) {
 }
 
 // BenchmarkRedirectTokenOld is the redirect's use of the package before
-// VerifyCode and the code cache: Verify (one HMAC), then AppendClickToken
-// (two: the code tag again and the token).
+// VerifyCode, the code cache and v2 tokens: Verify (one HMAC), then
+// AppendClickToken (two: the code tag again and the v1 token).
 func BenchmarkRedirectTokenOld(b *testing.B) {
-	k := newTestKeyring(b, 1, 1)
+	k := newTestKeyringVersion(b, ClickTokenV1, 1, 1)
 	k.cache = nil
 	code := mustCode(b, k, Code{Campaign: 7, Inviter: 123456, Variant: 2})
 	buf := make([]byte, 0, MaxClickTokenLen)
@@ -114,37 +114,49 @@ func BenchmarkRedirectTokenOld(b *testing.B) {
 	}
 }
 
+// benchClickVersions runs f as one sub-benchmark per click token version,
+// with a keyring of generation 1 signing that version.
+func benchClickVersions(b *testing.B, f func(b *testing.B, k *Keyring)) {
+	for _, v := range clickVersions {
+		b.Run(versionName(v), func(b *testing.B) { f(b, newTestKeyringVersion(b, v, 1, 1)) })
+	}
+}
+
 // BenchmarkRedirectToken is the redirect's steady state with VerifyCode and
-// AppendClickTokenFor: a cache hit and the token's own HMAC.
+// AppendClickTokenFor: a cache hit and the token's own MAC.
 func BenchmarkRedirectToken(b *testing.B) {
-	k := newTestKeyring(b, 1, 1)
-	code := mustCode(b, k, Code{Campaign: 7, Inviter: 123456, Variant: 2})
-	buf := make([]byte, 0, MaxClickTokenLen)
-	b.ReportAllocs()
-	for i := 0; b.Loop(); i++ {
+	benchClickVersions(b, func(b *testing.B, k *Keyring) {
+		code := mustCode(b, k, Code{Campaign: 7, Inviter: 123456, Variant: 2})
+		buf := make([]byte, 0, MaxClickTokenLen)
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			v, err := k.VerifyCode(code, testNow)
+			if err != nil {
+				b.Fatal(err)
+			}
+			buf, _ = k.AppendClickTokenFor(buf[:0], v, Click{Code: v.Code(), ClickID: uint64(i), At: testNow, Node: "fra-1"})
+		}
+	})
+}
+
+// BenchmarkAppendClickTokenFor signs tokens for a verified code: the
+// token's MAC alone (v1: HMAC-SHA256, v2: AES-128-CMAC), what the redirect
+// pays per click.
+func BenchmarkAppendClickTokenFor(b *testing.B) {
+	benchClickVersions(b, func(b *testing.B, k *Keyring) {
+		code := mustCode(b, k, Code{Campaign: 7, Inviter: 123456, Variant: 2})
 		v, err := k.VerifyCode(code, testNow)
 		if err != nil {
 			b.Fatal(err)
 		}
-		buf, _ = k.AppendClickTokenFor(buf[:0], v, Click{Code: v.Code(), ClickID: uint64(i), At: testNow, Node: "fra-1"})
-	}
-}
-
-// BenchmarkAppendClickTokenFor signs tokens for a verified code: one HMAC.
-func BenchmarkAppendClickTokenFor(b *testing.B) {
-	k := newTestKeyring(b, 1, 1)
-	code := mustCode(b, k, Code{Campaign: 7, Inviter: 123456, Variant: 2})
-	v, err := k.VerifyCode(code, testNow)
-	if err != nil {
-		b.Fatal(err)
-	}
-	c := Click{Code: v.Code(), At: testNow, Node: "fra-1"}
-	buf := make([]byte, 0, MaxClickTokenLen)
-	b.ReportAllocs()
-	for i := 0; b.Loop(); i++ {
-		c.ClickID = uint64(i)
-		buf, _ = k.AppendClickTokenFor(buf[:0], v, c)
-	}
+		c := Click{Code: v.Code(), At: testNow, Node: "fra-1"}
+		buf := make([]byte, 0, MaxClickTokenLen)
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			c.ClickID = uint64(i)
+			buf, _ = k.AppendClickTokenFor(buf[:0], v, c)
+		}
+	})
 }
 
 func BenchmarkAppendCode(b *testing.B) {
@@ -157,27 +169,60 @@ func BenchmarkAppendCode(b *testing.B) {
 	}
 }
 
+// BenchmarkAppendClickToken signs tokens without a VerifiedCode: the code's
+// tag (an HMAC) and the token's MAC.
 func BenchmarkAppendClickToken(b *testing.B) {
-	k := newTestKeyring(b, 1, 1)
-	c := Click{Code: Code{Campaign: 7, Inviter: 123456, Variant: 2, Gen: 1}, At: testNow, Node: "fra-1"}
-	buf := make([]byte, 0, MaxClickTokenLen)
-	buf, _ = k.AppendClickToken(buf[:0], c) // cache the campaign key
-	b.ReportAllocs()
-	for i := 0; b.Loop(); i++ {
-		c.ClickID = uint64(i)
-		buf, _ = k.AppendClickToken(buf[:0], c)
-	}
+	benchClickVersions(b, func(b *testing.B, k *Keyring) {
+		c := Click{Code: Code{Campaign: 7, Inviter: 123456, Variant: 2, Gen: 1}, At: testNow, Node: "fra-1"}
+		buf := make([]byte, 0, MaxClickTokenLen)
+		buf, _ = k.AppendClickToken(buf[:0], c) // cache the campaign key
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			c.ClickID = uint64(i)
+			buf, _ = k.AppendClickToken(buf[:0], c)
+		}
+	})
 }
 
-func BenchmarkVerifyClick(b *testing.B) {
-	k := newTestKeyring(b, 1, 1)
-	tok := mustClick(b, k, Click{Code: Code{Campaign: 7, Inviter: 123456, Gen: 1}, ClickID: 9, At: testNow, Node: "fra-1"})
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := k.VerifyClick(tok, testNow); err != nil {
-			b.Fatal(err)
+// BenchmarkVerifyClickToken verifies a token of each version: its MAC, the
+// embedded code's tag (an HMAC) and the node name's allocation.
+func BenchmarkVerifyClickToken(b *testing.B) {
+	benchClickVersions(b, func(b *testing.B, k *Keyring) {
+		tok := mustClick(b, k, Click{Code: Code{Campaign: 7, Inviter: 123456, Gen: 1}, ClickID: 9, At: testNow, Node: "fra-1"})
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := k.VerifyClick(tok, testNow); err != nil {
+				b.Fatal(err)
+			}
 		}
-	}
+	})
+}
+
+// BenchmarkClickTokenMAC is the MAC of a 35-byte token body (node name
+// "fra-1") alone: v1's HMAC-SHA256 through the pooled state, v2's
+// AES-128-CMAC (3 block encryptions).
+func BenchmarkClickTokenMAC(b *testing.B) {
+	k := newTestKeyring(b, 1, 1)
+	ck := k.slots[1].campaignKey(7)
+	var body [offNode + 5]byte
+	b.Run("v1", func(b *testing.B) {
+		st := ck.get()
+		defer ck.put(st)
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			st.buf[offClickID] = byte(i)
+			st.mac(st.buf[:len(body)])
+		}
+	})
+	b.Run("v2", func(b *testing.B) {
+		cm := ck.clickKey()
+		x := new([16]byte)
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			body[offClickID] = byte(i)
+			cm.sum(x, body[:])
+		}
+	})
 }
 
 func BenchmarkQRCodePNG(b *testing.B) {

@@ -38,7 +38,8 @@ func ExampleKeyring() {
 }
 
 // A redirect verifies the code once and signs the click token with the
-// verified tag: one HMAC per click, none at all to verify a repeated code.
+// verified tag: one MAC per click (the token's AES-CMAC), none at all to
+// verify a repeated code.
 func ExampleKeyring_VerifyCode() {
 	k, err := links.NewKeyring([]links.MasterKey{{Gen: 1, Key: bytes.Repeat([]byte{2}, 32)}}, 1)
 	if err != nil {

@@ -21,6 +21,7 @@ func FuzzVerify(f *testing.F) {
 	plain.cache = nil
 	tiny := newTestKeyring(f, 1, 1, 2)
 	tiny.cache = newCodeCache(1)
+	signsV1 := newTestKeyringVersion(f, ClickTokenV1, 1, 1, 2)
 	f.Fuzz(func(t *testing.T, in []byte) {
 		want, wantErr := plain.VerifyCode(in, testNow)
 		var vk VerifiedCode // k's verification
@@ -45,6 +46,19 @@ func FuzzVerify(f *testing.F) {
 			tok, err := k.AppendClickTokenFor(nil, vk, cl)
 			if err != nil || !bytes.Equal(tok, mustClick(t, k, cl)) {
 				t.Fatalf("AppendClickTokenFor(%q) = %q, %v; AppendClickToken differs", in, tok, err)
+			}
+			// The same for v1 tokens, with v1's own verification and with
+			// k's (another keyring's, so the tag is recomputed).
+			v1, err := signsV1.VerifyCode(in, testNow)
+			if err != nil {
+				t.Fatalf("VerifyCode(%q) by the v1 keyring: %v", in, err)
+			}
+			want1 := mustClick(t, signsV1, cl)
+			for _, v := range []VerifiedCode{v1, vk} {
+				tok, err := signsV1.AppendClickTokenFor(nil, v, cl)
+				if err != nil || !bytes.Equal(tok, want1) {
+					t.Fatalf("v1 AppendClickTokenFor(%q) = %q, %v; AppendClickToken gives %q", in, tok, err, want1)
+				}
 			}
 		}
 		c, err := k.Verify(in, testNow)
@@ -76,23 +90,51 @@ func FuzzVerify(f *testing.F) {
 }
 
 func FuzzVerifyClick(f *testing.F) {
-	k := newTestKeyring(f, 1, 1, 2)
-	for _, c := range testClicks() {
-		f.Add(mustClick(f, k, c))
+	// Same keys, one keyring signing each version; both verify both.
+	signers := map[uint8]*Keyring{}
+	for _, v := range clickVersions {
+		signers[v] = newTestKeyringVersion(f, v, 1, 1, 2)
 	}
-	good := mustClick(f, k, testClicks()[0])
-	raw, _ := base64.RawURLEncoding.DecodeString(string(good))
+	for _, v := range clickVersions {
+		k := signers[v]
+		for _, c := range testClicks() {
+			f.Add(mustClick(f, k, c))
+		}
+		good := mustClick(f, k, testClicks()[0])
+		raw, _ := base64.RawURLEncoding.DecodeString(string(good))
+		f.Add(good[:len(good)-1])
+		f.Add(append(bytes.Clone(good), 'A'))
+		f.Add([]byte(base64.URLEncoding.EncodeToString(raw)))
+		// The other version's byte on this version's tag.
+		raw[offVersion] = ClickTokenV1 + ClickTokenV2 - v
+		f.Add([]byte(encodeRaw(raw)))
+	}
 	f.Add([]byte(""))
-	f.Add(good[:len(good)-1])
-	f.Add(append(bytes.Clone(good), 'A'))
-	f.Add([]byte(base64.URLEncoding.EncodeToString(raw)))
 	f.Fuzz(func(t *testing.T, in []byte) {
-		c, err := k.VerifyClick(in, testNow)
+		var c Click
+		var err error
+		for i, v := range clickVersions {
+			ci, erri := signers[v].VerifyClick(in, testNow)
+			if i > 0 && (erri != err || ci != c) {
+				t.Fatalf("keyrings signing different versions disagree on %q: %+v, %v and %+v, %v", in, c, err, ci, erri)
+			}
+			c, err = ci, erri
+		}
 		if err != nil {
 			if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrForged) {
 				t.Fatalf("unexpected error %v", err)
 			}
 			return
+		}
+		// A genuine token is canonical: its version's signer re-signs it
+		// byte for byte.
+		raw, derr := base64.RawURLEncoding.DecodeString(string(in))
+		if derr != nil {
+			t.Fatalf("accepted %q, which does not decode: %v", in, derr)
+		}
+		k, ok := signers[raw[offVersion]]
+		if !ok {
+			t.Fatalf("accepted %q of version %d", in, raw[offVersion])
 		}
 		re, err := k.AppendClickToken(nil, c)
 		if err != nil {

@@ -1,6 +1,7 @@
 package links
 
 import (
+	"crypto/aes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -98,7 +99,7 @@ func (s *slot) campaignKey(campaign uint16) *campaignKey {
 	if ck := s.cached(campaign); ck != nil {
 		return ck
 	}
-	return s.store(campaign, newCampaignKey(deriveCampaignKey(s.key, campaign)))
+	return s.store(campaign, newCampaignKey(s.key, campaign))
 }
 
 // keyFor returns the derived key of campaign for verification and whether
@@ -108,42 +109,81 @@ func (s *slot) keyFor(campaign uint16) (ck *campaignKey, fresh bool) {
 	if ck := s.cached(campaign); ck != nil {
 		return ck, false
 	}
-	return newCampaignKey(deriveCampaignKey(s.key, campaign)), true
+	return newCampaignKey(s.key, campaign), true
 }
 
-// deriveCampaignKey returns HMAC-SHA256(master, "refrouter/v1/campaign/"+decimal(campaign)).
-func deriveCampaignKey(master []byte, campaign uint16) [sha256.Size]byte {
+// Labels of the keys derived from a master key, one per use (domain
+// separation: a key serves one purpose only).
+const (
+	// labelCampaign derives the campaign key: the HMAC-SHA256 key of code
+	// tags and of version 1 click tokens.
+	labelCampaign = "refrouter/v1/campaign/"
+	// labelClickV2 derives the AES-128-CMAC key of version 2 click tokens.
+	labelClickV2 = "refrouter/v2/click/campaign/"
+)
+
+// deriveKey returns HMAC-SHA256(master, label+decimal(campaign)).
+func deriveKey(master []byte, label string, campaign uint16) [sha256.Size]byte {
 	m := hmac.New(sha256.New, master)
-	msg := strconv.AppendUint([]byte("refrouter/v1/campaign/"), uint64(campaign), 10)
-	m.Write(msg)
+	m.Write(strconv.AppendUint([]byte(label), uint64(campaign), 10))
 	var k [sha256.Size]byte
 	m.Sum(k[:0])
 	return k
 }
 
-// campaignKey is a derived campaign key with a pool of HMAC states keyed by
-// it, so that tagging reuses hash state instead of allocating.
+// campaignKey holds the keys derived from one generation's master key for
+// one campaign: a pool of HMAC states keyed by the campaign key, so that
+// tagging reuses hash state instead of allocating, and the version 2 click
+// token key, derived on first use (a keyring that neither emits nor sees v2
+// tokens never derives it, and verifying a code costs one derivation, as
+// before v2). It is safe for concurrent use.
 type campaignKey struct {
-	pool sync.Pool // of *macState
+	pool     sync.Pool // of *macState
+	master   []byte    // the slot's master key (shared, never modified)
+	campaign uint16
+	click    atomic.Pointer[cmacKey] // v2 click token key; nil until first use
 }
 
-func newCampaignKey(key [sha256.Size]byte) *campaignKey {
-	ck := &campaignKey{}
+// newCampaignKey derives the campaign key of campaign from master.
+func newCampaignKey(master []byte, campaign uint16) *campaignKey {
+	key := deriveKey(master, labelCampaign, campaign)
+	ck := &campaignKey{master: master, campaign: campaign}
 	ck.pool.New = func() any { return &macState{h: hmac.New(sha256.New, key[:])} }
 	return ck
+}
+
+// clickKey returns the AES-128-CMAC key of version 2 click tokens: the first
+// 16 bytes of HMAC-SHA256(master, labelClickV2+decimal(campaign)). It is
+// derived on first use; racing first uses derive the same key and all but
+// one are dropped. Once derived it costs an atomic load.
+func (ck *campaignKey) clickKey() *cmacKey {
+	if c := ck.click.Load(); c != nil {
+		return c
+	}
+	k := deriveKey(ck.master, labelClickV2, ck.campaign)
+	c, err := newCMACKey(k[:16])
+	if err != nil {
+		panic(err) // unreachable: a 16-byte key is a valid AES-128 key
+	}
+	if ck.click.CompareAndSwap(nil, c) {
+		return c
+	}
+	return ck.click.Load()
 }
 
 func (ck *campaignKey) get() *macState   { return ck.pool.Get().(*macState) }
 func (ck *campaignKey) put(st *macState) { ck.pool.Put(st) }
 
 // macState is one HMAC instance with scratch buffers that live on the heap
-// with it, so passing them through the hash.Hash interface does not allocate.
-// A macState is used by one goroutine at a time (between get and put).
+// with it, so passing them through the hash.Hash or cipher.Block interface
+// does not allocate. A macState is used by one goroutine at a time (between
+// get and put).
 type macState struct {
-	h   hash.Hash
-	msg [8]byte
-	sum [sha256.Size]byte
-	buf [maxRawClick]byte
+	h    hash.Hash
+	msg  [8]byte
+	sum  [sha256.Size]byte
+	buf  [maxRawClick]byte
+	cmac [aes.BlockSize]byte // CMAC state and result (cmacKey.sum)
 }
 
 // mac returns HMAC(p) in st.sum. p may alias st.buf or st.msg.
@@ -167,22 +207,47 @@ func (st *macState) codeTag(n53 uint64) uint64 {
 // recently verified codes, which the immutable keys never invalidate), and is
 // safe for concurrent use by many goroutines.
 type Keyring struct {
-	current uint8
-	slots   [4]*slot
-	b64     *base64.Encoding // strict raw URL encoding
-	cache   *codeCache       // verified codes; nil disables the cache
+	current      uint8
+	clickVersion uint8 // the version of the click tokens it signs
+	slots        [4]*slot
+	b64          *base64.Encoding // strict raw URL encoding
+	cache        *codeCache       // verified codes; nil disables the cache
 }
 
-// NewKeyring validates keys and returns a keyring that issues with
-// generation current. Keys must be at least MinKeyLen bytes with unique
+// Option configures a Keyring at NewKeyring.
+type Option func(*keyringOptions)
+
+type keyringOptions struct {
+	clickVersion uint8
+}
+
+// WithClickTokenVersion makes the keyring sign click tokens of version v,
+// ClickTokenV1 or ClickTokenV2 (the default); NewKeyring rejects any other.
+// Verification accepts both versions whatever v is. Emit ClickTokenV1 only
+// while some node of the cluster runs a build that verifies nothing newer
+// (a rolling upgrade): a node must not sign tokens its peers cannot verify.
+func WithClickTokenVersion(v uint8) Option {
+	return func(o *keyringOptions) { o.clickVersion = v }
+}
+
+// NewKeyring validates keys and options and returns a keyring that issues
+// with generation current. Keys must be at least MinKeyLen bytes with unique
 // generations, and current must be present and be the newest generation of
 // its residue mod 4 (otherwise its codes could not verify). Older keys of the
 // same residue as a newer one are kept out: codes carry only gen mod 4.
-func NewKeyring(keys []MasterKey, current uint8) (*Keyring, error) {
+// Without options it signs click tokens of version ClickTokenV2.
+func NewKeyring(keys []MasterKey, current uint8, opts ...Option) (*Keyring, error) {
+	o := keyringOptions{clickVersion: ClickTokenV2}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.clickVersion != ClickTokenV1 && o.clickVersion != ClickTokenV2 {
+		return nil, fmt.Errorf("new keyring: click token version %d not supported (want %d or %d): %w", o.clickVersion, ClickTokenV1, ClickTokenV2, ErrInvalid)
+	}
 	if len(keys) == 0 {
 		return nil, fmt.Errorf("new keyring: no master keys: %w", ErrInvalid)
 	}
-	k := &Keyring{current: current, b64: base64.RawURLEncoding.Strict()}
+	k := &Keyring{current: current, clickVersion: o.clickVersion, b64: base64.RawURLEncoding.Strict()}
 	seen := make(map[uint8]bool, len(keys))
 	for i, mk := range keys {
 		if len(mk.Key) < MinKeyLen {
@@ -226,3 +291,7 @@ func LatestGen(keys []MasterKey, now time.Time) (uint8, bool) {
 
 // Current returns the generation that issues new codes.
 func (k *Keyring) Current() uint8 { return k.current }
+
+// ClickTokenVersion returns the version of the click tokens the keyring
+// signs (ClickTokenV1 or ClickTokenV2).
+func (k *Keyring) ClickTokenVersion() uint8 { return k.clickVersion }

@@ -130,7 +130,7 @@ func New(cfg config.Config, opts Options) (*Node, error) {
 	if n.trusted, err = clientip.ParsePrefixes(cfg.TrustedProxies); err != nil {
 		return nil, fmt.Errorf("config: trusted_proxies: %w", err)
 	}
-	if n.keys, err = NewKeyring(sec.Secrets, n.now()); err != nil {
+	if n.keys, err = NewKeyring(sec.Secrets, cfg.ClickTokenVersion, n.now()); err != nil {
 		return nil, err
 	}
 	if len(cfg.GeoIP) > 0 {
@@ -219,10 +219,15 @@ func keyList(k []byte) [][]byte {
 	return [][]byte{k}
 }
 
-// NewKeyring builds the link keyring from the configured master keys: every
-// generation verifies until its retire_at, the newest one not retired at now
-// issues. `refrouter link` uses it offline, the node at start.
-func NewKeyring(secrets []config.Secret, now time.Time) (*links.Keyring, error) {
+// NewKeyring builds the link keyring from the configured master keys and
+// click_token_version: every generation verifies until its retire_at, the
+// newest one not retired at now issues, and click tokens are signed in
+// version clickTokenVersion (1 or 2; both verify). `refrouter link` uses it
+// offline, the node at start.
+func NewKeyring(secrets []config.Secret, clickTokenVersion int, now time.Time) (*links.Keyring, error) {
+	if clickTokenVersion != links.ClickTokenV1 && clickTokenVersion != links.ClickTokenV2 {
+		return nil, fmt.Errorf("config: click_token_version %d: must be %d or %d", clickTokenVersion, links.ClickTokenV1, links.ClickTokenV2)
+	}
 	keys := make([]links.MasterKey, 0, len(secrets))
 	for _, s := range secrets {
 		k, err := base64.StdEncoding.DecodeString(s.Key)
@@ -235,7 +240,7 @@ func NewKeyring(secrets []config.Secret, now time.Time) (*links.Keyring, error) 
 	if !ok {
 		return nil, errors.New("config: secrets: every master link key is retired")
 	}
-	kr, err := links.NewKeyring(keys, cur)
+	kr, err := links.NewKeyring(keys, cur, links.WithClickTokenVersion(uint8(clickTokenVersion)))
 	if err != nil {
 		return nil, fmt.Errorf("config: secrets: %w", err)
 	}

@@ -26,7 +26,7 @@ func keyringFromConfig(path string) (*links.Keyring, error) {
 	if err != nil {
 		return nil, err
 	}
-	return node.NewKeyring(sec.Secrets, time.Now())
+	return node.NewKeyring(sec.Secrets, cfg.ClickTokenVersion, time.Now())
 }
 
 func linkCmd() *cobra.Command {
