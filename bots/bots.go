@@ -22,6 +22,8 @@ import (
 	"hash/maphash"
 	"strings"
 	"sync/atomic"
+
+	"github.com/refrouter/refrouter/internal/ascii"
 )
 
 // ErrInvalid reports an invalid pattern list given to NewMatcher.
@@ -131,7 +133,7 @@ func newMatcher(patterns, exceptions, sample []string, slots int) (*Matcher, err
 			if p == "" {
 				return nil, fmt.Errorf("new matcher: empty %s %d: %w", kind, i, ErrInvalid)
 			}
-			out[i] = asciiLower(p)
+			out[i] = ascii.LowerString(p)
 		}
 		return out, nil
 	}
@@ -304,15 +306,4 @@ func (m *Matcher) run(s []byte) bool {
 		}
 	}
 	return false
-}
-
-// asciiLower lower-cases ASCII letters only.
-func asciiLower(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if 'A' <= c && c <= 'Z' {
-			b[i] = c + 'a' - 'A'
-		}
-	}
-	return string(b)
 }

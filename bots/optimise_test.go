@@ -436,16 +436,16 @@ func TestConcurrentMatch(t *testing.T) {
 // refMatchBytes is refMatch for any bytes in patterns and s (refMatch maps
 // non-ASCII bytes of s to 0x01 and folds patterns as Unicode).
 func refMatchBytes(s string, pats, excs []string) bool {
-	s = asciiLower(s)
+	s = ascii.LowerString(s)
 	for end := 1; end <= len(s); end++ {
 		longestExc := 0
 		for _, e := range excs {
-			if strings.HasSuffix(s[:end], asciiLower(e)) {
+			if strings.HasSuffix(s[:end], ascii.LowerString(e)) {
 				longestExc = max(longestExc, len(e))
 			}
 		}
 		for _, p := range pats {
-			if len(p) > longestExc && strings.HasSuffix(s[:end], asciiLower(p)) {
+			if len(p) > longestExc && strings.HasSuffix(s[:end], ascii.LowerString(p)) {
 				return true
 			}
 		}

@@ -167,7 +167,7 @@ func asciiEqualFold(a, b string) bool {
 func CheckAllowedHosts(hosts []string) error {
 	for i, h := range hosts {
 		if scheme, ok := strings.CutSuffix(h, "://"); ok {
-			s := asciiLowerString(scheme)
+			s := ascii.LowerString(scheme)
 			bad := !validScheme(s) || s == "http" || s == "https"
 			for _, n := range neverSchemes {
 				bad = bad || s == n
@@ -190,13 +190,4 @@ func CheckAllowedHosts(hosts []string) error {
 		}
 	}
 	return nil
-}
-
-func asciiLowerString(s string) string {
-	for i := 0; i < len(s); i++ {
-		if 'A' <= s[i] && s[i] <= 'Z' {
-			return asciiLower(s)
-		}
-	}
-	return s
 }

@@ -235,7 +235,7 @@ func compileRule(i int, rj *ruleJSON, allowed []string) (rule, error) {
 			if v == "*" || !validLangRange([]byte(v)) {
 				return r, invalid(i, fmt.Sprintf("when.language[%d]", k), "%q is not a language tag", v)
 			}
-			r.langs = append(r.langs, asciiLower(v))
+			r.langs = append(r.langs, ascii.LowerString(v))
 		}
 		if err := checkList(i, "when.cidr", w.CIDR); err != nil {
 			return r, err
@@ -308,7 +308,9 @@ func upperCodes(i int, field string, vs []string, ok func(string) bool) ([]strin
 	}
 	var out []string
 	for k, v := range vs {
-		u := asciiUpper(v)
+		// ASCII only, so that no Unicode case mapping (such as "ſ" upper-casing
+		// to "S") can turn into a valid code.
+		u := ascii.UpperString(v)
 		if !ok(u) {
 			return nil, invalid(i, fmt.Sprintf("%s[%d]", field, k), "unknown value %q", v)
 		}
@@ -323,7 +325,7 @@ func mask(i int, field string, vs []string, bit func(string) (uint8, bool)) (uin
 	}
 	var m uint8
 	for k, v := range vs {
-		b, ok := bit(asciiLower(v))
+		b, ok := bit(ascii.LowerString(v))
 		if !ok {
 			return 0, invalid(i, fmt.Sprintf("%s[%d]", field, k), "unknown value %q", v)
 		}
@@ -613,24 +615,4 @@ func hashKey(key []byte, salt uint64) uint64 {
 	h *= 0x94d049bb133111eb
 	h ^= h >> 31
 	return h
-}
-
-// asciiUpper and asciiLower change ASCII letters only, so that no Unicode
-// case mapping (such as "ſ" upper-casing to "S") can turn into a valid code.
-func asciiUpper(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if 'a' <= c && c <= 'z' {
-			b[i] = c - 'a' + 'A'
-		}
-	}
-	return string(b)
-}
-
-func asciiLower(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		b[i] = ascii.Lower(c)
-	}
-	return string(b)
 }

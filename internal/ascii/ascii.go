@@ -33,3 +33,36 @@ func TrimOWS(b []byte) []byte {
 	}
 	return b
 }
+
+// LowerString returns s with its ASCII letters lower-cased and every other
+// byte unchanged: no Unicode case mapping (such as "K", the Kelvin sign,
+// lower-casing to "k") applies. It returns s itself when s has no upper-case
+// ASCII letter.
+func LowerString(s string) string {
+	for i := 0; i < len(s); i++ {
+		if 'A' <= s[i] && s[i] <= 'Z' {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				b[j] = Lower(b[j])
+			}
+			return string(b)
+		}
+	}
+	return s
+}
+
+// UpperString returns s with its ASCII letters upper-cased and every other
+// byte unchanged: no Unicode case mapping (such as "ſ" upper-casing to "S")
+// applies. It returns s itself when s has no lower-case ASCII letter.
+func UpperString(s string) string {
+	for i := 0; i < len(s); i++ {
+		if 'a' <= s[i] && s[i] <= 'z' {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				b[j] = Upper(b[j])
+			}
+			return string(b)
+		}
+	}
+	return s
+}

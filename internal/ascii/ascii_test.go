@@ -31,3 +31,21 @@ func TestTrimOWS(t *testing.T) {
 		t.Fatalf("TrimOWS of blanks = %#v, want empty and non-nil", got)
 	}
 }
+
+func TestStrings(t *testing.T) {
+	for _, c := range []struct{ in, lower, upper string }{
+		{"", "", ""},
+		{"abc", "abc", "ABC"},
+		{"ABC", "abc", "ABC"},
+		{"MiXeD-09_", "mixed-09_", "MIXED-09_"},
+		{"ſ\u212a", "ſ\u212a", "ſ\u212a"}, // Unicode letters stay as they are
+		{"Gr\u00fc\u00dfe", "gr\u00fc\u00dfe", "GR\u00fc\u00dfE"},
+	} {
+		if got := LowerString(c.in); got != c.lower {
+			t.Errorf("LowerString(%q) = %q, want %q", c.in, got, c.lower)
+		}
+		if got := UpperString(c.in); got != c.upper {
+			t.Errorf("UpperString(%q) = %q, want %q", c.in, got, c.upper)
+		}
+	}
+}
