@@ -12,14 +12,10 @@
 set -euo pipefail
 [ $# -ge 3 ] || { sed -n 2,11p "$0" >&2; exit 2; }
 ROUNDS=$1; SECS=$2; shift 2; BINS=("$@")
-WORK=$(mktemp -d /tmp/rr-ab.XXXXXX)
-PIDS=()
-cleanup() { for p in "${PIDS[@]:-}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
-trap cleanup EXIT
 NAME=ab-redirect
 # shellcheck source=scripts/bench-lib.sh
 . "$(dirname "$0")/bench-lib.sh"
-need_tools
+bench_begin
 
 NAMES=(nginx); declare -A SPID SURL US
 for i in "${!BINS[@]}"; do

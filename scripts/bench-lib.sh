@@ -1,10 +1,14 @@
 # Shared by scripts/bench-redirect.sh and scripts/ab-redirect.sh (sourced, not run): tools, ports,
 # a refrouter node with one campaign and one link, nginx `return 302`, one measured wrk round.
-# The sourcing script sets WORK (a scratch directory), PIDS (an array; every process started here
-# is added to it for the caller's cleanup) and NAME (its own name, for messages).
+# The sourcing script sets NAME (its own name, for messages) and calls bench_begin first.
 
-# need_tools: install nginx and wrk with apt-get when missing.
-need_tools() {
+# bench_begin: a scratch directory WORK and a list PIDS of the processes started (each function
+# here adds what it starts), both cleaned up when the script exits; then nginx and wrk, installed
+# with apt-get when missing.
+bench_begin() {
+  WORK=$(mktemp -d "/tmp/rr-$NAME.XXXXXX")
+  PIDS=()
+  trap bench_cleanup EXIT
   local need=()
   command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
   command -v wrk >/dev/null 2>&1 || need+=(wrk)
@@ -18,6 +22,8 @@ need_tools() {
   NGINX=$(command -v nginx || echo /usr/sbin/nginx)
   CLK=$(getconf CLK_TCK)
 }
+
+bench_cleanup() { for p in "${PIDS[@]:-}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
 
 cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 wait_http() { for _ in $(seq 1 200); do curl -s -o /dev/null "$1" && return 0; sleep 0.05; done; echo "no answer from $1" >&2; return 1; }

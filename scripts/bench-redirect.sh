@@ -14,15 +14,11 @@ SECS=${2:-10}
 BIN=${BIN:-bin/refrouter}
 OUT=${OUT:-bench-results}
 mkdir -p "$OUT"
-WORK=$(mktemp -d /tmp/rr-bench.XXXXXX)
-PIDS=()
-cleanup() { for p in "${PIDS[@]:-}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
-trap cleanup EXIT
 
 NAME=bench-redirect
 # shellcheck source=scripts/bench-lib.sh
 . "$(dirname "$0")/bench-lib.sh"
-need_tools
+bench_begin
 [ -x "$BIN" ] || { echo "bench-redirect: $BIN missing; run make build" >&2; exit 1; }
 
 # --- refrouter: one node, one campaign, one link -------------------------------------------
