@@ -8,11 +8,8 @@ package edgehttp
 import (
 	"bufio"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"testing"
-	"time"
 )
 
 // TestIdleConnectionsHoldNoBuffers: fifty keep-alive connections, each
@@ -25,17 +22,8 @@ func TestIdleConnectionsHoldNoBuffers(t *testing.T) {
 	var brs []*bufio.Reader
 	ask := func(i int) {
 		t.Helper()
-		c := cs[i]
-		c.SetDeadline(time.Now().Add(5 * time.Second))
-		fmt.Fprintf(c, "GET /idle%02d HTTP/1.1\r\nHost: x\r\n\r\n", i)
-		resp, err := http.ReadResponse(brs[i], nil)
-		if err != nil {
+		if err := getFast(cs[i], brs[i], fmt.Sprintf("/idle%02d", i)); err != nil {
 			t.Fatalf("connection %d: %v", i, err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if want := fmt.Sprintf("fast /idle%02d", i); string(b) != want {
-			t.Fatalf("connection %d: %q, want %q", i, b, want)
 		}
 	}
 	for i := range conns {

@@ -519,17 +519,8 @@ func TestUnixSocket(t *testing.T) {
 	br := bufio.NewReader(c)
 	for i := range 3 {
 		time.Sleep(20 * time.Millisecond) // the server waits, idle, between requests
-		c.SetDeadline(time.Now().Add(5 * time.Second))
-		path := fmt.Sprintf("/unix%02d", i)
-		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path)
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
+		if err := getFast(c, br, fmt.Sprintf("/unix%02d", i)); err != nil {
 			t.Fatalf("request %d: %v", i, err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if want := "fast " + path; string(b) != want {
-			t.Fatalf("request %d answered %q, want %q", i, b, want)
 		}
 	}
 	if st := ts.edge.Stats(); st.Served != 3 {
@@ -560,21 +551,8 @@ func TestNoLostWakeups(t *testing.T) {
 			defer c.Close()
 			br := bufio.NewReader(c)
 			for j := range reqs {
-				c.SetDeadline(time.Now().Add(5 * time.Second))
-				path := fmt.Sprintf("/w%02d%03d", i, j)
-				if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path); err != nil {
-					errs <- err
-					return
-				}
-				resp, err := http.ReadResponse(br, nil)
-				if err != nil {
+				if err := getFast(c, br, fmt.Sprintf("/w%02d%03d", i, j)); err != nil {
 					errs <- fmt.Errorf("connection %d request %d: %w", i, j, err)
-					return
-				}
-				b, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if want := "fast " + path; string(b) != want {
-					errs <- fmt.Errorf("connection %d request %d: %q, want %q", i, j, b, want)
 					return
 				}
 			}
@@ -588,4 +566,26 @@ func TestNoLostWakeups(t *testing.T) {
 	if n := ts.served.Load(); n != conns*reqs {
 		t.Fatalf("served %d, want %d", n, conns*reqs)
 	}
+}
+
+// getFast sends GET path on the keep-alive connection c (read through br)
+// and checks that the fast path answered it ("fast " + path).
+func getFast(c net.Conn, br *bufio.Reader, path string) error {
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path); err != nil {
+		return err
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		return err
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return err
+	}
+	if want := "fast " + path; string(b) != want {
+		return fmt.Errorf("answered %q, want %q", b, want)
+	}
+	return nil
 }
