@@ -1,4 +1,4 @@
-# Shared by scripts/bench-redirect.sh and scripts/ab-redirect.sh (sourced, not run): tools, ports,
+# Shared by scripts/bench-redirect.sh, scripts/ab-redirect.sh and scripts/pair-redirect.sh (sourced, not run): tools, ports,
 # a refrouter node with one campaign and one link, nginx `return 302`, one measured wrk round.
 # The sourcing script sets NAME (its own name, for messages) and calls bench_begin first.
 
@@ -26,6 +26,9 @@ bench_begin() {
 bench_cleanup() { for p in "${PIDS[@]:-}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
 
 cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+# cpu_ns PID: nanoseconds PID's threads have spent on the CPU (schedstat), to the nanosecond where
+# cpu_ticks counts 10 ms ticks.
+cpu_ns() { local t=0 x _; for f in /proc/"$1"/task/*/schedstat; do read -r x _ <"$f" && t=$((t + x)); done; echo "$t"; }
 wait_http() { for _ in $(seq 1 200); do curl -s -o /dev/null "$1" && return 0; sleep 0.05; done; echo "no answer from $1" >&2; return 1; }
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 
