@@ -23,9 +23,13 @@ const clickWakeAt = 256
 type clickQueue struct {
 	mu   sync.Mutex
 	recs []clickRec
-	// wake has a value when clickWakeAt clicks are waiting; the recorder
-	// drains on it as on its tick.
+	// wake has a value when clickWakeAt clicks are waiting, or when the
+	// first click comes to a sleeping recorder; the recorder drains on it as
+	// on its tick.
 	wake chan struct{}
+	// sleeping is set by an idle recorder that stopped its tick (sleep) and
+	// cleared by the push that wakes it.
+	sleeping bool
 }
 
 func newClickQueue() *clickQueue {
@@ -40,14 +44,29 @@ func (q *clickQueue) push(r *clickRec) bool {
 	if ok {
 		q.recs = append(q.recs, *r)
 	}
+	asleep := q.sleeping
+	q.sleeping = false
 	q.mu.Unlock()
-	if n+1 == clickWakeAt {
+	if n+1 == clickWakeAt || asleep {
 		select {
 		case q.wake <- struct{}{}:
 		default: // already signalled
 		}
 	}
 	return ok
+}
+
+// sleep marks the recorder asleep, so that the next push wakes it, and
+// reports true, if no click is queued; with clicks queued it reports false
+// and changes nothing.
+func (q *clickQueue) sleep() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.recs) > 0 {
+		return false
+	}
+	q.sleeping = true
+	return true
 }
 
 // swap returns the queued clicks and queues into spare (emptied) from now

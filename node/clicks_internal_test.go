@@ -268,6 +268,43 @@ func TestRecorderUnresolvedInviter(t *testing.T) {
 	checkClickRecords(t, n.outbox, seq+2, []attribution.Event{wantClickEvent(n, &r, "bob")})
 }
 
+// TestRecorderSleepsWhenIdle: with no clicks the recorder stops its tick
+// (the queue is marked sleeping), and the first click after that wakes it and
+// is recorded; then it goes back to sleep.
+func TestRecorderSleepsWhenIdle(t *testing.T) {
+	n, _ := newTestNode(t, false, "")
+	camp := n.ledger.Campaigns().ByID("bench")
+	alice := links.Code{Campaign: camp.Number, Inviter: 1}
+	sleeping := func() bool {
+		n.clicks.mu.Lock()
+		defer n.clicks.mu.Unlock()
+		return n.clicks.sleeping
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	for round := range 3 {
+		waitFor("the idle recorder to sleep", sleeping)
+		seq := n.outbox.LastSeq()
+		r := testClickRec(t, n, alice, time.Now(), "203.0.113.5", "DE", "ua")
+		if !n.clicks.push(&r) {
+			t.Fatal("push refused")
+		}
+		if sleeping() {
+			t.Fatalf("round %d: still marked sleeping after a push", round)
+		}
+		waitFor("the click to be recorded", func() bool { return n.outbox.LastSeq() > seq })
+		checkClickRecords(t, n.outbox, seq+1, []attribution.Event{wantClickEvent(n, &r, "alice")})
+	}
+}
+
 // TestRecordClickAllocs: encoding clicks into the batch and appending it to
 // the outbox allocates nothing in steady state.
 func TestRecordClickAllocs(t *testing.T) {
@@ -411,6 +448,27 @@ func TestClickQueue(t *testing.T) {
 	if len(again) != 1 {
 		t.Fatalf("second swap returned %d clicks, want 1", len(again))
 	}
+	// An idle recorder's sleep: refused while clicks wait; granted on an
+	// empty queue, after which the first push wakes it, below clickWakeAt.
+	<-q.wake // the signal of the pushes above
+	q.push(&r)
+	if q.sleep() {
+		t.Fatal("sleep granted with a click queued")
+	}
+	again = q.swap(again)
+	if !q.sleep() {
+		t.Fatal("sleep refused on an empty queue")
+	}
+	q.push(&r)
+	if len(q.wake) != 1 {
+		t.Fatal("the first push to a sleeping recorder did not wake it")
+	}
+	<-q.wake
+	q.push(&r)
+	if len(q.wake) != 0 {
+		t.Fatal("a second push woke the recorder again")
+	}
+	again = q.swap(again)
 	// The spare handed back is queued into from now on: no new buffer.
 	spare := again
 	if n := testing.AllocsPerRun(100, func() {
