@@ -5,7 +5,8 @@
 # in its context included), divided by the requests its wrk made. The sequential rounds of
 # bench-redirect.sh and ab-redirect.sh compare moments seconds apart, and on a shared VM those
 # moments differ by more than the few percent in question; here the per-round ratio holds within
-# a few percent. A server is `nginx` (return 302), a refrouter binary (one node set up as in
+# a few percent. A server is `nginx` (return 302), `nginx-log` (the same, writing an access log
+# line per request as bench-redirect.sh's nginx + access_log does), a refrouter binary (one node set up as in
 # bench-redirect.sh: one campaign, one link, demo GeoIP, forwarded address, phone user agent), or
 # canned:BIN, BIN's canned 302 on its redirect engine (`BIN bare-302 --engine edgehttp`: the
 # engine's own cost, without the redirect's work).
@@ -24,9 +25,11 @@ bench_begin
 PID_=(); URL_=(); LABEL=()
 for i in 0 1; do
   s=${SERVERS[$i]}
-  if [ "$s" = nginx ]; then
-    p=$(port)
-    start_nginx "nginx$i" "$p" "access_log off;"
+  if [ "$s" = nginx ] || [ "$s" = nginx-log ]; then
+    p=$(port) log="access_log off;"
+    [ "$s" = nginx-log ] && log="log_format click '\$msec \$http_x_forwarded_for \"\$request_uri\" \"\$http_user_agent\"';
+      access_log $WORK/nginx$i/access.log click buffer=64k flush=1s;"
+    start_nginx "nginx$i" "$p" "$log"
     PID_+=("$NGINX_WORKER"); URL_+=("http://127.0.0.1:$p/bench0123456")
   elif [ "${s#canned:}" != "$s" ]; then
     p=$(port)

@@ -2,6 +2,7 @@ package bare
 
 import (
 	"net"
+	"net/http"
 	"testing"
 	"time"
 
@@ -30,6 +31,14 @@ func testServe(t *testing.T, serve func(net.Listener) error) {
 		}
 		if resp.StatusCode() != fasthttp.StatusFound || string(resp.Header.Peek("Location")) != Location {
 			t.Errorf("GET %s = %d %q", path, resp.StatusCode(), resp.Header.Peek("Location"))
+		}
+		for name, want := range map[string]string{"X-Served-By": servedBy, "X-Region": region, "Cache-Control": cacheControl} {
+			if got := string(resp.Header.Peek(name)); got != want {
+				t.Errorf("GET %s: %s = %q, want %q", path, name, got, want)
+			}
+		}
+		if d, err := time.Parse(http.TimeFormat, string(resp.Header.Peek("Date"))); err != nil || time.Since(d).Abs() > time.Minute {
+			t.Errorf("GET %s: Date %q is not the current time (%v)", path, resp.Header.Peek("Date"), err)
 		}
 		fasthttp.ReleaseRequest(req)
 		fasthttp.ReleaseResponse(resp)
