@@ -68,6 +68,14 @@ YAML
   NODE_URL="http://127.0.0.1:$NODE_PORT/$CODE"
 }
 
+# nginx_click_log DIR: the access_log directives of nginx's analogue of recording the click: a
+# line per request (time, forwarded address, URI, user agent) into DIR/access.log, written in
+# 64 KiB buffers.
+nginx_click_log() {
+  echo "log_format click '\$msec \$http_x_forwarded_for \"\$request_uri\" \"\$http_user_agent\"';
+  access_log $1/access.log click buffer=64k flush=1s;"
+}
+
 # start_nginx DIR PORT ACCESS_LOG: one nginx worker pinned to core 0 answering every request with
 # the same 302, logging as ACCESS_LOG says; sets NGINX_WORKER to the worker's pid.
 start_nginx() {

@@ -32,8 +32,7 @@ NPID=$NGINX_WORKER
 
 # --- nginx return 302 that also logs each request (its analogue of recording the click) ---------
 LP=$(port)
-start_nginx nginx-log "$LP" "log_format click '\$msec \$http_x_forwarded_for \"\$request_uri\" \"\$http_user_agent\"';
-  access_log $WORK/nginx-log/access.log click buffer=64k flush=1s;"
+start_nginx nginx-log "$LP" "$(nginx_click_log "$WORK/nginx-log")"
 LPID=$NGINX_WORKER
 
 # --- bare fasthttp 302 ------------------------------------------------------------------------

@@ -15,7 +15,7 @@
 #   e.g. make build && scripts/pair-redirect.sh 10 5 bin/refrouter nginx
 #   A check of the method: scripts/pair-redirect.sh 10 5 nginx nginx gives 1.00 within its interval.
 set -euo pipefail
-[ $# -eq 4 ] || { sed -n 2,14p "$0" >&2; exit 2; }
+[ $# -eq 4 ] || { sed -n 2,16p "$0" >&2; exit 2; }
 ROUNDS=$1; SECS=$2; SERVERS=("$3" "$4")
 NAME=pair-redirect
 # shellcheck source=scripts/bench-lib.sh
@@ -27,8 +27,7 @@ for i in 0 1; do
   s=${SERVERS[$i]}
   if [ "$s" = nginx ] || [ "$s" = nginx-log ]; then
     p=$(port) log="access_log off;"
-    [ "$s" = nginx-log ] && log="log_format click '\$msec \$http_x_forwarded_for \"\$request_uri\" \"\$http_user_agent\"';
-      access_log $WORK/nginx$i/access.log click buffer=64k flush=1s;"
+    [ "$s" = nginx-log ] && log=$(nginx_click_log "$WORK/nginx$i")
     start_nginx "nginx$i" "$p" "$log"
     PID_+=("$NGINX_WORKER"); URL_+=("http://127.0.0.1:$p/bench0123456")
   elif [ "${s#canned:}" != "$s" ]; then
