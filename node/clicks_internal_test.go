@@ -218,6 +218,19 @@ func TestRecorderEncodesClicks(t *testing.T) {
 	}
 }
 
+// waitFor polls cond every 5 ms until it holds, failing t after 10 s
+// with what it was waiting for.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // TestRecorderUnresolvedInviter: a click whose inviter the replica does not
 // know yet is kept back, recorded with the name once the replica knows it,
 // or without it after unresolvedFor, through the recorder goroutine.
@@ -240,18 +253,8 @@ func TestRecorderUnresolvedInviter(t *testing.T) {
 	stale := testClickRec(t, n, links.Code{Campaign: camp.Number, Inviter: next + 1000}, time.Now().Add(-unresolvedFor-time.Second), "", "", "stale")
 	n.clicks.push(&r)
 	n.clicks.push(&stale)
-	waitFor := func(what string, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s", what)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-	}
 	// The stale click is given up on at the first retry and recorded with the code alone.
-	waitFor("the stale click", func() bool { return n.outbox.LastSeq() > seq })
+	waitFor(t, "the stale click", func() bool { return n.outbox.LastSeq() > seq })
 	checkClickRecords(t, n.outbox, seq+1, []attribution.Event{wantClickEvent(n, &stale, "")})
 	time.Sleep(300 * time.Millisecond) // a retry more: the fresh click stays unresolved
 	if got := n.outbox.LastSeq(); got != seq+1 {
@@ -264,7 +267,7 @@ func TestRecorderUnresolvedInviter(t *testing.T) {
 	if l, err := ledger.DecodeIssueLinkResult(res); err != nil || l.InviterNumber != next {
 		t.Fatalf("bob is inviter %d (%v), want %d", l.InviterNumber, err, next)
 	}
-	waitFor("the fresh click", func() bool { return n.outbox.LastSeq() > seq+1 })
+	waitFor(t, "the fresh click", func() bool { return n.outbox.LastSeq() > seq+1 })
 	checkClickRecords(t, n.outbox, seq+2, []attribution.Event{wantClickEvent(n, &r, "bob")})
 }
 
@@ -280,18 +283,8 @@ func TestRecorderSleepsWhenIdle(t *testing.T) {
 		defer n.clicks.mu.Unlock()
 		return n.clicks.sleeping
 	}
-	waitFor := func(what string, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s", what)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-	}
 	for round := range 3 {
-		waitFor("the idle recorder to sleep", sleeping)
+		waitFor(t, "the idle recorder to sleep", sleeping)
 		seq := n.outbox.LastSeq()
 		r := testClickRec(t, n, alice, time.Now(), "203.0.113.5", "DE", "ua")
 		if !n.clicks.push(&r) {
@@ -300,7 +293,7 @@ func TestRecorderSleepsWhenIdle(t *testing.T) {
 		if sleeping() {
 			t.Fatalf("round %d: still marked sleeping after a push", round)
 		}
-		waitFor("the click to be recorded", func() bool { return n.outbox.LastSeq() > seq })
+		waitFor(t, "the click to be recorded", func() bool { return n.outbox.LastSeq() > seq })
 		checkClickRecords(t, n.outbox, seq+1, []attribution.Event{wantClickEvent(n, &r, "alice")})
 	}
 }
