@@ -68,6 +68,15 @@ YAML
   NODE_URL="http://127.0.0.1:$NODE_PORT/$CODE"
 }
 
+# start_bare BIN ENGINE: BIN's fixed 302 (`bare-302`, on fasthttp or edgehttp) pinned to core 0;
+# sets BARE_PID and BARE_PORT.
+start_bare() {
+  BARE_PORT=$(port)
+  taskset -c 0 "$1" bare-302 --engine "$2" --listen "127.0.0.1:$BARE_PORT" &
+  BARE_PID=$!; PIDS+=("$BARE_PID")
+  wait_http "http://127.0.0.1:$BARE_PORT/x"
+}
+
 # nginx_click_log DIR: the access_log directives of nginx's analogue of recording the click: a
 # line per request (time, forwarded address, URI, user agent) into DIR/access.log, written in
 # 64 KiB buffers.

@@ -36,16 +36,12 @@ start_nginx nginx-log "$LP" "$(nginx_click_log "$WORK/nginx-log")"
 LPID=$NGINX_WORKER
 
 # --- bare fasthttp 302 ------------------------------------------------------------------------
-BP=$(port)
-taskset -c 0 "$BIN" bare-302 --listen "127.0.0.1:$BP" &
-BPID=$!; PIDS+=("$BPID")
-wait_http "http://127.0.0.1:$BP/x"
+start_bare "$BIN" fasthttp
+BP=$BARE_PORT; BPID=$BARE_PID
 
 # --- canned 302 on edgehttp (refrouter's redirect engine, no redirect work) ---------------------
-EP=$(port)
-taskset -c 0 "$BIN" bare-302 --engine edgehttp --listen "127.0.0.1:$EP" &
-EPID=$!; PIDS+=("$EPID")
-wait_http "http://127.0.0.1:$EP/x"
+start_bare "$BIN" edgehttp
+EP=$BARE_PORT; EPID=$BARE_PID
 
 declare -A REQ CPU ROUND_US
 run() { # name pid url

@@ -31,10 +31,8 @@ for i in 0 1; do
     start_nginx "nginx$i" "$p" "$log"
     PID_+=("$NGINX_WORKER"); URL_+=("http://127.0.0.1:$p/bench0123456")
   elif [ "${s#canned:}" != "$s" ]; then
-    p=$(port)
-    taskset -c 0 "${s#canned:}" bare-302 --engine edgehttp --listen "127.0.0.1:$p" &
-    PIDS+=($!); PID_+=($!); URL_+=("http://127.0.0.1:$p/bench0123456")
-    wait_http "${URL_[$i]}"
+    start_bare "${s#canned:}" edgehttp
+    PID_+=("$BARE_PID"); URL_+=("http://127.0.0.1:$BARE_PORT/bench0123456")
   else
     [ -x "$s" ] || { echo "pair-redirect: $s is neither nginx nor an executable" >&2; exit 1; }
     start_node "$s" "node$i"
