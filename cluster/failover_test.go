@@ -105,10 +105,7 @@ func TestFailover(t *testing.T) {
 	apply(back, "after-restart")
 
 	// Minority: kill two of the three voters; the last cannot commit.
-	var voters []*testNode
-	for _, n := range append(survivors[:2], back) {
-		voters = append(voters, n)
-	}
+	voters := append(survivors[:2:2], back)
 	voters[0].kill(t)
 	voters[1].kill(t)
 	mctx, mcancel := context.WithTimeout(ctx, 2*time.Second)

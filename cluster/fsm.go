@@ -107,7 +107,7 @@ func (a *fsmAdapter) Apply(l *raft.Log) interface{} {
 	for i, c := range cmds {
 		dupOf[i] = -1
 		if e, ok := a.seen[c.id]; ok {
-			outs[i] = outcome{index: e.index, result: e.result}
+			outs[i] = outcome(e)
 			continue
 		}
 		if j, ok := inEntry[c.id]; ok {

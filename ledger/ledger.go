@@ -344,7 +344,7 @@ func pickVariant(c *Campaign, name string) uint8 {
 		total += uint64(v.Weight)
 	}
 	h := fnvAdd(fnvOffset64, c.ID)
-	h = (h ^ 0) * fnvPrime64
+	h *= fnvPrime64 // FNV-1a of a zero separator byte: h^0 is h
 	h = fnvAdd(h, name)
 	x := h % total
 	for i, v := range c.Variants {

@@ -31,7 +31,6 @@ type benchFlags struct {
 	compare     string
 	threshold   float64
 	campaign    string
-	adminToken  string
 	token       string
 	inviters    int
 	codesFile   string
