@@ -33,6 +33,17 @@ const (
 // errMalformed reports a frame or entry that does not decode.
 var errMalformed = errors.New("cluster: malformed message")
 
+// uvarint is binary.Uvarint that also refuses (k == 0) a value written in
+// more bytes than it needs: appendCommands and appendReplies never write one,
+// so each message has exactly one encoding.
+func uvarint(b []byte) (v uint64, k int) {
+	v, k = binary.Uvarint(b)
+	if k > 1 && b[k-1] == 0 {
+		return 0, 0
+	}
+	return v, k
+}
+
 // appendCommands appends the encoding of cmds: uvarint count, then for each
 // the id, a uvarint length and the bytes.
 func appendCommands(b []byte, cmds []command) []byte {
@@ -47,7 +58,7 @@ func appendCommands(b []byte, cmds []command) []byte {
 
 // decodeCommands decodes what appendCommands wrote; the commands alias b.
 func decodeCommands(b []byte) ([]command, error) {
-	n, k := binary.Uvarint(b)
+	n, k := uvarint(b)
 	if k <= 0 {
 		return nil, fmt.Errorf("command count: %w", errMalformed)
 	}
@@ -63,7 +74,7 @@ func decodeCommands(b []byte) ([]command, error) {
 		}
 		copy(c.id[:], b[:16])
 		b = b[16:]
-		l, k := binary.Uvarint(b)
+		l, k := uvarint(b)
 		if k <= 0 || l > uint64(len(b)-k) {
 			return nil, fmt.Errorf("command %d length: %w", i, errMalformed)
 		}
@@ -115,7 +126,7 @@ func appendReplies(b []byte, rs []reply) []byte {
 
 // decodeReplies decodes what appendReplies wrote; the data aliases b.
 func decodeReplies(b []byte) ([]reply, error) {
-	n, k := binary.Uvarint(b)
+	n, k := uvarint(b)
 	if k <= 0 {
 		return nil, fmt.Errorf("reply count: %w", errMalformed)
 	}
@@ -138,13 +149,13 @@ func decodeReplies(b []byte) ([]reply, error) {
 			return nil, fmt.Errorf("reply %d status %d: %w", i, b[16], errMalformed)
 		}
 		b = b[17:]
-		idx, k := binary.Uvarint(b)
+		idx, k := uvarint(b)
 		if k <= 0 {
 			return nil, fmt.Errorf("reply %d index: %w", i, errMalformed)
 		}
 		r.index = idx
 		b = b[k:]
-		l, k := binary.Uvarint(b)
+		l, k := uvarint(b)
 		if k <= 0 || l > uint64(len(b)-k) {
 			return nil, fmt.Errorf("reply %d length: %w", i, errMalformed)
 		}

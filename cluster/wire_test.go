@@ -96,6 +96,13 @@ func TestRepliesRoundTrip(t *testing.T) {
 	if _, err := decodeReplies([]byte{1, 1, 2, 3}); !errors.Is(err, errMalformed) {
 		t.Fatalf("short reply: %v", err)
 	}
+	// Zero replies written in two bytes instead of one: each message has one encoding.
+	if _, err := decodeReplies([]byte{0x80, 0x00}); !errors.Is(err, errMalformed) {
+		t.Fatalf("overlong count: %v", err)
+	}
+	if _, err := decodeEntry([]byte{entryVersion, 0x80, 0x00}); !errors.Is(err, errMalformed) {
+		t.Fatalf("overlong entry count: %v", err)
+	}
 }
 
 func FuzzDecodeReplies(f *testing.F) {
