@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/refrouter/refrouter/internal/ascii"
@@ -61,12 +62,15 @@ func CheckDestination(dest string, allowedHosts []string) error {
 		}
 	}
 	if scheme != "http" && scheme != "https" {
-		for _, h := range allowedHosts {
-			if asciiEqualFold(h, scheme+"://") {
-				return nil
-			}
+		if !slices.ContainsFunc(allowedHosts, func(h string) bool { return asciiEqualFold(h, scheme+"://") }) {
+			return fmt.Errorf("destination %q: scheme %q not in allowed_hosts: %w", dest, scheme, ErrDestination)
 		}
-		return fmt.Errorf("destination %q: scheme %q not in allowed_hosts: %w", dest, scheme, ErrDestination)
+		// An app deep link's rest is the app's to read, but it must still
+		// be a URL (no broken %-escape) for the apps and browsers given it.
+		if _, err := url.Parse(dest); err != nil {
+			return fmt.Errorf("destination %q: %w: %w", dest, ErrDestination, err)
+		}
+		return nil
 	}
 	rest := dest[colon+3:]
 	authEnd := strings.IndexAny(rest, "/?#")

@@ -22,6 +22,7 @@ var destCases = []struct {
 	{"listed port", "https://shop.example.com:8443/x", true},
 	{"punycode as given", "https://xn--bcher-kva.example/", true},
 	{"deep link listed", "liveapp://room/42?ref=1", true},
+	{"deep link with a broken escape", "liveapp://room/%zz", false},
 	{"deep link upper scheme", "LiveApp://room/42", true},
 
 	{"other host", "https://evil.net/", false},
