@@ -70,6 +70,7 @@ type Cluster struct {
 	started   atomic.Bool
 	stopOnce  sync.Once
 	stopErr   error
+	stopping  atomic.Bool // set as Shutdown begins: the libraries' errors are logged at debug level from then on
 
 	// Set by Start, read-only afterwards.
 	ml       *memberlist.Memberlist
@@ -185,7 +186,7 @@ func (c *Cluster) start(ctx context.Context) error {
 	c.fwd = newForwarder(c.d, cfg.MaxBatch, c.log)
 
 	c.walMeta = &metadb.BoltMetaDB{}
-	c.wal, err = wal.Open(walDir, wal.WithLogger(newHCLogger(c.log, "raft-wal")), wal.WithMetaStore(c.walMeta))
+	c.wal, err = wal.Open(walDir, wal.WithLogger(newHCLogger(c.log, "raft-wal", &c.stopping)), wal.WithMetaStore(c.walMeta))
 	if err != nil {
 		c.walMeta.Close()
 		c.walMeta = nil
@@ -196,7 +197,7 @@ func (c *Cluster) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("raft log cache: %w", err)
 	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, newHCLogger(c.log, "raft-snap"))
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, newHCLogger(c.log, "raft-snap", &c.stopping))
 	if err != nil {
 		c.mux.close()
 		return fmt.Errorf("open snapshot store %q: %w", cfg.DataDir, err)
@@ -204,7 +205,7 @@ func (c *Cluster) start(ctx context.Context) error {
 	stream := &raftStream{m: c.mux, d: c.d, advertise: advAddr, closed: make(chan struct{})}
 	c.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		ServerAddressProvider: addrProvider{c},
-		Logger:                newHCLogger(c.log, "raft-net"),
+		Logger:                newHCLogger(c.log, "raft-net", &c.stopping),
 		Stream:                stream,
 		MaxPool:               3,
 		Timeout:               10 * time.Second,
@@ -215,7 +216,7 @@ func (c *Cluster) start(ctx context.Context) error {
 		return fmt.Errorf("check raft state: %w", err)
 	}
 	rc := raftConfig(cfg)
-	rc.Logger = newHCLogger(c.log, "raft")
+	rc.Logger = newHCLogger(c.log, "raft", &c.stopping)
 	c.raft, err = raft.NewRaft(rc, c.fsm, logs, c.wal, snaps, c.trans)
 	if err != nil {
 		c.mux.close()
@@ -314,7 +315,7 @@ func (c *Cluster) startMemberlist() error {
 	mc.Label = cfg.Label
 	mc.Delegate = delegate{c}
 	mc.Events = delegate{c}
-	mc.Logger = newStdLogger(c.log, "memberlist")
+	mc.Logger = newStdLogger(c.log, "memberlist", &c.stopping)
 	ml, err := memberlist.Create(mc)
 	if err != nil {
 		return fmt.Errorf("start memberlist on %q: %w", cfg.GossipAddr, err)
@@ -834,6 +835,7 @@ func (c *Cluster) stop(ctx context.Context, leave bool) error {
 }
 
 func (c *Cluster) doStop(ctx context.Context, leave bool) error {
+	c.stopping.Store(true)
 	var errs []error
 	if c.ml != nil && leave {
 		c.mu.Lock()

@@ -6,15 +6,19 @@ import (
 	"log"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 
 	"github.com/hashicorp/go-hclog"
 )
 
 // slogWriter turns the text lines of hclog and log.Logger into slog records,
-// taking the level from the "[LEVEL]" token the libraries print.
+// taking the level from the "[LEVEL]" token the libraries print. Once
+// stopping is set (the node is shutting down), errors go out at debug level:
+// they are the libraries' reads and writes on connections the shutdown closed.
 type slogWriter struct {
-	log *slog.Logger
-	src string
+	log      *slog.Logger
+	src      string
+	stopping *atomic.Bool
 }
 
 // Write implements io.Writer; each call carries one or more whole lines.
@@ -31,6 +35,9 @@ func (w slogWriter) Write(p []byte) (int, error) {
 					lvl = slog.LevelWarn
 				case "ERR", "ERROR":
 					lvl = slog.LevelError
+					if w.stopping != nil && w.stopping.Load() {
+						lvl = slog.LevelDebug
+					}
 				}
 				s = strings.TrimSpace(s[i+j+1:])
 			}
@@ -40,19 +47,23 @@ func (w slogWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func newHCLogger(l *slog.Logger, name string) hclog.Logger {
+// newHCLogger returns an hclog.Logger for the library name that logs to l;
+// stopping may be nil.
+func newHCLogger(l *slog.Logger, name string, stopping *atomic.Bool) hclog.Logger {
 	level := hclog.Info
 	if l.Enabled(context.Background(), slog.LevelDebug) {
 		level = hclog.Debug
 	}
 	return hclog.New(&hclog.LoggerOptions{
 		Name:        name,
-		Output:      slogWriter{log: l, src: name},
+		Output:      slogWriter{log: l, src: name, stopping: stopping},
 		Level:       level,
 		DisableTime: true,
 	})
 }
 
-func newStdLogger(l *slog.Logger, name string) *log.Logger {
-	return log.New(slogWriter{log: l, src: name}, "", 0)
+// newStdLogger returns a log.Logger for the library name that logs to l;
+// stopping may be nil.
+func newStdLogger(l *slog.Logger, name string, stopping *atomic.Bool) *log.Logger {
+	return log.New(slogWriter{log: l, src: name, stopping: stopping}, "", 0)
 }
