@@ -108,10 +108,18 @@ func demoCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			stopped := false // by a signal, as the demo ends normally
 			defer func() {
 				dctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 				defer cancel()
-				lc.Shutdown(dctx)
+				err := lc.Shutdown(dctx)
+				if stopped && !jsonOut {
+					if err != nil {
+						fmt.Fprintf(out, "refrouter demo: stopped, with errors: %v\n", err)
+					} else {
+						fmt.Fprintln(out, "refrouter demo: stopped")
+					}
+				}
 			}()
 			info := demoInfo{AdminToken: lc.Secrets.AdminToken, PlatformToken: lc.Secrets.PlatformToken, Campaign: "demo", DataDir: dataDir}
 			for _, c := range lc.Configs {
@@ -135,6 +143,7 @@ func demoCmd() *cobra.Command {
 				printDemo(out, info)
 			}
 			<-ctx.Done()
+			stopped = true
 			return nil
 		},
 	}

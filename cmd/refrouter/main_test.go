@@ -53,8 +53,28 @@ type buildError struct {
 func (e *buildError) Error() string { return e.err.Error() + ": " + e.out }
 
 type demoProc struct {
-	cmd  *exec.Cmd
-	info demoInfo
+	cmd    *exec.Cmd
+	info   demoInfo
+	stderr *lockedBuffer
+}
+
+// lockedBuffer is a bytes.Buffer that the test may read while the process
+// still writes to it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // startDemo runs `refrouter demo --json` as a subprocess and waits for its JSON line.
@@ -65,12 +85,12 @@ func startDemo(t *testing.T, dataDir string, base int) *demoProc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	stderr := &lockedBuffer{}
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &demoProc{cmd: cmd}
+	p := &demoProc{cmd: cmd, stderr: stderr}
 	t.Cleanup(func() {
 		cmd.Process.Kill()
 		cmd.Wait()
@@ -150,7 +170,10 @@ func TestKill9KeepsAcknowledgedRegistration(t *testing.T) {
 	if v.Stats.Registrations != len(ids) || v.Stats.Rewarded != len(ids) {
 		t.Fatalf("stats after restart: %+v, want %d registrations decided once each", v.Stats, len(ids))
 	}
-	// Graceful stop on SIGTERM.
+	// Graceful stop on SIGTERM, with no error logged on the way out (the
+	// nodes stop one after another; the later ones must not log the earlier
+	// ones' going away as errors).
+	before := len(d2.stderr.String())
 	d2.cmd.Process.Signal(syscall.SIGTERM)
 	done := make(chan error, 1)
 	go func() { done <- d2.cmd.Wait() }()
@@ -161,6 +184,9 @@ func TestKill9KeepsAcknowledgedRegistration(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("demo did not stop within 30 s of SIGTERM")
+	}
+	if tail := d2.stderr.String()[before:]; strings.Contains(tail, "level=ERROR") {
+		t.Fatalf("errors logged while the demo stopped:\n%s", tail)
 	}
 }
 
