@@ -68,6 +68,8 @@ func demoCmd() *cobra.Command {
 					return fmt.Errorf("make temp data dir: %w", err)
 				}
 				dataDir, temp = d, true
+			} else if err := os.MkdirAll(dataDir, 0o700); err != nil {
+				return fmt.Errorf("data dir: %w", err)
 			}
 			if temp {
 				defer os.RemoveAll(dataDir)

@@ -95,8 +95,9 @@ func startDemo(t *testing.T, dataDir string, base int) *demoProc {
 		cmd.Process.Kill()
 		cmd.Wait()
 	})
-	lines := make(chan string, 1)
+	lines := make(chan string, 1) // closed without a line if stdout ends first
 	go func() {
+		defer close(lines)
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
 			if strings.HasPrefix(sc.Text(), "{") {
@@ -108,7 +109,11 @@ func startDemo(t *testing.T, dataDir string, base int) *demoProc {
 		}
 	}()
 	select {
-	case line := <-lines:
+	case line, ok := <-lines:
+		if !ok {
+			err := cmd.Wait()
+			t.Fatalf("demo ended (%v) before its JSON line; stderr: %s", err, stderr.String())
+		}
 		if err := json.Unmarshal([]byte(line), &p.info); err != nil {
 			t.Fatalf("demo JSON %q: %v", line, err)
 		}
@@ -121,7 +126,7 @@ func startDemo(t *testing.T, dataDir string, base int) *demoProc {
 // TestKill9KeepsAcknowledgedRegistration: SIGKILL right after the 202, restart
 // on the same data dir, and the registration is there and decided once (I4).
 func TestKill9KeepsAcknowledgedRegistration(t *testing.T) {
-	dir := t.TempDir()
+	dir := filepath.Join(t.TempDir(), "state") // not there yet: the demo makes it
 	base := testutil.FreeBase(t, 10)
 	d := startDemo(t, dir, base)
 	c := testutil.NewClient()
