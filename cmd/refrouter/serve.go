@@ -79,7 +79,7 @@ func serveCmd() *cobra.Command {
 				return err
 			}
 			<-ctx.Done()
-			log.Info("shutting down")
+			log.Info("shutting down", "node", cfg.Name)
 			sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
 			if err := n.Shutdown(sctx); err != nil {
