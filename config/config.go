@@ -183,7 +183,7 @@ func Load(path string, environ []string) (Config, error) {
 	if path != "" {
 		f, err := os.Open(path)
 		if err != nil {
-			return cfg, fmt.Errorf("config: open %q: %w", path, err)
+			return cfg, fmt.Errorf("config: %w", err) // the *PathError names the operation and path
 		}
 		defer f.Close()
 		cfg, err = Parse(f)
