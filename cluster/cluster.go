@@ -70,7 +70,7 @@ type Cluster struct {
 	started   atomic.Bool
 	stopOnce  sync.Once
 	stopErr   error
-	stopping  atomic.Bool // set as Shutdown begins: the libraries' errors are logged at debug level from then on
+	stopping  atomic.Bool // set by QuietLibraryErrors (as Shutdown begins): the libraries' errors are logged at debug level from then on
 
 	// Set by Start, read-only afterwards.
 	ml       *memberlist.Memberlist
@@ -820,6 +820,12 @@ func (c *Cluster) reconcile() {
 	}
 }
 
+// QuietLibraryErrors makes raft, its transport and memberlist log their
+// errors at debug level from now on, as Shutdown does from its start: for a
+// caller about to stop this node's peers as well (a whole local cluster),
+// whose going away they would otherwise report as errors.
+func (c *Cluster) QuietLibraryErrors() { c.stopping.Store(true) }
+
 // Shutdown stops the node: forwarding, raft, then a graceful memberlist
 // Leave and Shutdown, then the stores. It is idempotent and waits for every
 // goroutine the Cluster started. ctx bounds the Leave.
@@ -835,7 +841,7 @@ func (c *Cluster) stop(ctx context.Context, leave bool) error {
 }
 
 func (c *Cluster) doStop(ctx context.Context, leave bool) error {
-	c.stopping.Store(true)
+	c.QuietLibraryErrors()
 	var errs []error
 	if c.ml != nil && leave {
 		c.mu.Lock()

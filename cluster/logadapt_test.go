@@ -3,7 +3,6 @@ package cluster
 import (
 	"context"
 	"log/slog"
-	"sync/atomic"
 	"testing"
 )
 
@@ -19,13 +18,14 @@ func (h *records) WithAttrs([]slog.Attr) slog.Handler { return h }
 func (h *records) WithGroup(string) slog.Handler      { return h }
 
 // TestSlogWriterLevels: the libraries' [LEVEL] tokens become slog levels, and
-// once the node is stopping their errors go out at debug level.
+// once the node is stopping (QuietLibraryErrors, which Shutdown calls first)
+// their errors go out at debug level.
 func TestSlogWriterLevels(t *testing.T) {
 	h := &records{}
-	var stopping atomic.Bool
-	w := slogWriter{log: slog.New(h), src: "raft", stopping: &stopping}
+	c := &Cluster{}
+	w := slogWriter{log: slog.New(h), src: "raft", stopping: &c.stopping}
 	w.Write([]byte("[ERROR] raft: failed to heartbeat\n[WARN] raft: slow\n[DEBUG] raft: x\nplain line\n"))
-	stopping.Store(true)
+	c.QuietLibraryErrors()
 	w.Write([]byte("[ERROR] raft-net: use of closed network connection\n[WARN] raft: still a warning\n"))
 	want := []struct {
 		level slog.Level

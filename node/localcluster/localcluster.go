@@ -15,7 +15,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	"github.com/refrouter/refrouter/cluster"
@@ -174,10 +173,6 @@ type Cluster struct {
 	Nodes   []*node.Node
 	Configs []config.Config
 	Secrets Secrets
-
-	// stopping is set by Shutdown before it stops the first node, so that
-	// the others' complaints about peers going away are not logged as errors.
-	stopping atomic.Bool
 }
 
 // Start starts every node of the cluster and waits until all are ready or ctx
@@ -200,7 +195,6 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 		}
 	}
 	lc := &Cluster{Configs: cfgs, Secrets: s}
-	o.Logger = slog.New(quietWhileStopping{Handler: o.Logger.Handler(), stopping: &lc.stopping})
 	for _, c := range cfgs {
 		var dial cluster.DialFunc
 		if o.Dial != nil {
@@ -234,11 +228,14 @@ func portFree(addr string) error {
 	return ln.Close()
 }
 
-// Shutdown stops every node, in reverse order. While it does, the errors the
-// cluster libraries log about peers that stopped before them are logged at
-// debug level: the whole cluster is going down, so they are expected.
+// Shutdown stops every node, in reverse order. First it tells every node's
+// cluster layer to log the libraries' errors at debug level: the whole
+// cluster is going down, so the nodes' reports of peers already gone are
+// expected.
 func (c *Cluster) Shutdown(ctx context.Context) error {
-	c.stopping.Store(true)
+	for _, n := range c.Nodes {
+		n.Cluster().QuietLibraryErrors()
+	}
 	var errs []error
 	for i := len(c.Nodes) - 1; i >= 0; i-- {
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -248,51 +245,4 @@ func (c *Cluster) Shutdown(ctx context.Context) error {
 		cancel()
 	}
 	return errors.Join(errs...)
-}
-
-// quietWhileStopping passes records on to Handler, except that once stopping
-// is set it demotes the errors of the cluster libraries (raft, its transport,
-// memberlist) to debug level: connections refused and closed by peers that
-// are stopping too.
-type quietWhileStopping struct {
-	slog.Handler
-	stopping *atomic.Bool
-}
-
-// Handle implements slog.Handler.
-func (h quietWhileStopping) Handle(ctx context.Context, r slog.Record) error {
-	if r.Level >= slog.LevelError && h.stopping.Load() && fromClusterLibrary(r) {
-		if !h.Handler.Enabled(ctx, slog.LevelDebug) {
-			return nil
-		}
-		r.Level = slog.LevelDebug
-	}
-	return h.Handler.Handle(ctx, r)
-}
-
-// WithAttrs implements slog.Handler.
-func (h quietWhileStopping) WithAttrs(as []slog.Attr) slog.Handler {
-	return quietWhileStopping{Handler: h.Handler.WithAttrs(as), stopping: h.stopping}
-}
-
-// WithGroup implements slog.Handler.
-func (h quietWhileStopping) WithGroup(name string) slog.Handler {
-	return quietWhileStopping{Handler: h.Handler.WithGroup(name), stopping: h.stopping}
-}
-
-// fromClusterLibrary reports whether r was logged by raft, raft's network
-// transport or memberlist (the cluster package names them in "src").
-func fromClusterLibrary(r slog.Record) bool {
-	lib := false
-	r.Attrs(func(a slog.Attr) bool {
-		if a.Key == "src" {
-			switch a.Value.String() {
-			case "raft", "raft-net", "memberlist":
-				lib = true
-			}
-			return false
-		}
-		return true
-	})
-	return lib
 }
