@@ -34,9 +34,8 @@ for r in $(seq 1 "$ROUNDS"); do
   for j in $(seq 0 $((k - 1))); do
     name=${NAMES[$(( (r - 1 + j) % k ))]}
     measure "${SPID[$name]}" "${SURL[$name]}" "$SECS"
-    us=$(python3 -c "print(f'{$ROUND_TICKS/$CLK*1e6/$ROUND_REQS:.3f}')")
-    US[$name]="${US[$name]:-} $us"
-    line="$line $name $us µs"
+    US[$name]="${US[$name]:-} $ROUND_US"
+    line="$line $name $ROUND_US µs"
   done
   echo "$line" >&2
 done

@@ -112,8 +112,9 @@ NGX
 }
 
 # measure PID URL SECS: a 2 s warm-up, then SECS seconds of wrk -t1 -c64 on core 1 against URL
-# (with a forwarded address and a phone's user agent); sets ROUND_REQS (requests wrk made) and
-# ROUND_TICKS (PID's utime+stime over the SECS seconds, in clock ticks).
+# (with a forwarded address and a phone's user agent); sets ROUND_REQS (requests wrk made),
+# ROUND_TICKS (PID's utime+stime over the SECS seconds, in clock ticks) and ROUND_US (the CPU µs
+# per request they make, to the nanosecond).
 measure() {
   local pid=$1 url=$2 secs=$3 before after out
   local hdr=(-H 'X-Forwarded-For: 203.0.113.10' -H 'User-Agent: Mozilla/5.0 (iPhone) Mobile')
@@ -123,6 +124,7 @@ measure() {
   after=$(cpu_ticks "$pid")
   ROUND_REQS=$(awk '/requests in/ {print $1}' <<<"$out")
   ROUND_TICKS=$((after - before))
+  ROUND_US=$(python3 -c "print(f'{$ROUND_TICKS / $CLK * 1e6 / $ROUND_REQS:.3f}')")
 }
 
 # ratio_summary NAME BASE_US SERVER_US: per-round ratio spread and the 95 % interval (bootstrap

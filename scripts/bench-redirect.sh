@@ -43,13 +43,13 @@ BP=$BARE_PORT; BPID=$BARE_PID
 start_bare "$BIN" edgehttp
 EP=$BARE_PORT; EPID=$BARE_PID
 
-declare -A REQ CPU ROUND_US
+declare -A REQ CPU US
 run() { # name pid url
   local name=$1
   measure "$2" "$3" "$SECS"
   REQ[$name]=$(( ${REQ[$name]:-0} + ROUND_REQS ))
   CPU[$name]=$(( ${CPU[$name]:-0} + ROUND_TICKS ))
-  ROUND_US[$name]="${ROUND_US[$name]:-} $(python3 -c "print($ROUND_TICKS/$CLK*1e6/$ROUND_REQS)")"
+  US[$name]="${US[$name]:-} $ROUND_US"
   printf '  %-10s round: %8d requests, %5d ticks\n' "$name" "$ROUND_REQS" "$ROUND_TICKS" >&2
 }
 # Each round starts one server later than the one before, so that no server always runs first or
@@ -83,7 +83,7 @@ PY
   # of a difference the shared machine's noise can hide.
   echo
   for name in nginxlog bare edge refrouter; do
-    ratio_summary "$name/nginx" "${ROUND_US[nginx]}" "${ROUND_US[$name]}"
+    ratio_summary "$name/nginx" "${US[nginx]}" "${US[$name]}"
   done
 } | tee "$OUT/redirect-cpu.md"
 
