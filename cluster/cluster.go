@@ -855,6 +855,7 @@ func (c *Cluster) doStop(ctx context.Context, leave bool) error {
 			c.mu.Unlock()
 			_ = c.ml.UpdateNode(leaveTimeout(ctx, 500*time.Millisecond))
 		}
+		c.announceLeave(leaveTimeout(ctx, 500*time.Millisecond))
 	}
 	c.cancel()
 	if c.fwd != nil {
@@ -900,6 +901,37 @@ func (c *Cluster) doStop(ctx context.Context, leave bool) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// announceLeave sends the leave notice to every alive peer over
+// memberlist's reliable (TCP) channel, in parallel, and waits for the sends
+// up to timeout. A send still running then finishes or fails on its own
+// (memberlist's TCP timeout, or its transport closing in Shutdown); c.wg
+// owns it.
+func (c *Cluster) announceLeave(timeout time.Duration) {
+	msg := leavingMsg(c.cfg.Name)
+	var sent sync.WaitGroup
+	for _, n := range c.ml.Members() {
+		if n.Name == c.cfg.Name {
+			continue
+		}
+		sent.Add(1)
+		c.wg.Go(func() {
+			defer sent.Done()
+			if err := c.ml.SendReliable(n, msg); err != nil {
+				c.log.Debug("cluster: leave notice", "member", n.Name, "err", err)
+			}
+		})
+	}
+	done := make(chan struct{})
+	c.wg.Go(func() { sent.Wait(); close(done) })
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		c.log.Debug("cluster: leave notices still sending", "after", timeout)
+	}
 }
 
 func leaveTimeout(ctx context.Context, def time.Duration) time.Duration {

@@ -27,8 +27,27 @@ func (d delegate) NodeMeta(limit int) []byte {
 	return append([]byte(nil), d.c.metaB...)
 }
 
-// NotifyMsg ignores user messages; none are sent.
-func (d delegate) NotifyMsg([]byte) {}
+// msgLeaving starts the one user message: a member naming itself as it
+// leaves gracefully. Shutdown sends it to every peer directly, so that a
+// peer tells "left" from "dead" even when memberlist's own dead message
+// overtakes the leaving metadata (the dead message cancels a metadata
+// broadcast still queued, and a peer that saw the dead message first
+// ignores the metadata of the same incarnation).
+const msgLeaving byte = 'L'
+
+// leavingMsg encodes the leave notice of the named member.
+func leavingMsg(name string) []byte {
+	return append([]byte{msgLeaving}, name...)
+}
+
+// NotifyMsg handles the leave notice and ignores any other message.
+func (d delegate) NotifyMsg(b []byte) {
+	if len(b) < 2 || b[0] != msgLeaving {
+		d.c.log.Debug("cluster: ignored a user message", "len", len(b))
+		return
+	}
+	d.c.markLeaving(string(b[1:]))
+}
 
 // GetBroadcasts has nothing to broadcast.
 func (d delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
@@ -81,6 +100,27 @@ func (d delegate) upsert(n *memberlist.Node, state string) {
 	c.mu.Unlock()
 	c.wake()
 	c.notifySubs()
+}
+
+// markLeaving records that a known member announced its graceful leave. It
+// turns "dead" into "left" when memberlist's leave event came first.
+func (c *Cluster) markLeaving(name string) {
+	c.mu.Lock()
+	e := c.members[name]
+	changed := false
+	if e != nil && name != c.cfg.Name {
+		e.leaving = true
+		if e.m.State == StateDead {
+			e.m.State = StateLeft
+			e.since = time.Now()
+			changed = true
+		}
+	}
+	c.mu.Unlock()
+	if changed {
+		c.wake()
+		c.notifySubs()
+	}
 }
 
 // NotifyJoin records an alive member.

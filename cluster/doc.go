@@ -47,7 +47,9 @@
 // Node metadata (Meta) is gossiped as compact JSON and must fit memberlist's
 // 512-byte limit; New checks the worst case so later updates cannot overflow.
 // memberlist's public API does not expose the suspect state, so Member.State
-// is one of alive, dead or left.
+// is one of alive, dead or left. A member leaving through Shutdown says so
+// in its metadata and in a direct notice to each peer, so peers record
+// "left" (not "dead") whichever arrives first.
 //
 // Raft membership follows gossip: with BootstrapExpect set, once gossip shows
 // that many alive voter-capable members and none of them has raft state, the
