@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -183,6 +184,7 @@ func (c *Cluster) start(ctx context.Context) error {
 	c.mux = newMux(ln, cfg.ClusterKey, c.log)
 	c.mux.handlers[kindForward] = c.serveForward
 	c.mux.handlers[kindStatus] = c.serveStatus
+	c.mux.handlers[kindLeave] = c.serveLeave
 	c.fwd = newForwarder(c.d, cfg.MaxBatch, c.log)
 
 	c.walMeta = &metadb.BoltMetaDB{}
@@ -903,35 +905,70 @@ func (c *Cluster) doStop(ctx context.Context, leave bool) error {
 	return errors.Join(errs...)
 }
 
-// announceLeave sends the leave notice to every alive peer over
-// memberlist's reliable (TCP) channel, in parallel, and waits for the sends
-// up to timeout. A send still running then finishes or fails on its own
-// (memberlist's TCP timeout, or its transport closing in Shutdown); c.wg
-// owns it.
+// announceLeave sends this node's leave notice to every peer gossip shows
+// alive, over the cluster port and in parallel, and returns when each has
+// acknowledged it or failed, within timeout. A peer that acknowledged has
+// recorded the leave before memberlist's Leave sends its dead message,
+// which would otherwise cancel the leaving metadata still queued for
+// gossip and make the peer record "dead".
 func (c *Cluster) announceLeave(timeout time.Duration) {
-	msg := leavingMsg(c.cfg.Name)
-	var sent sync.WaitGroup
-	for _, n := range c.ml.Members() {
-		if n.Name == c.cfg.Name {
-			continue
+	deadline := time.Now().Add(timeout)
+	var peers []string
+	c.mu.Lock()
+	for name, e := range c.members {
+		if name != c.cfg.Name && e.m.State == StateAlive && e.m.ClusterAddr != "" {
+			peers = append(peers, e.m.ClusterAddr)
 		}
-		sent.Add(1)
-		c.wg.Go(func() {
-			defer sent.Done()
-			if err := c.ml.SendReliable(n, msg); err != nil {
-				c.log.Debug("cluster: leave notice", "member", n.Name, "err", err)
+	}
+	c.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, addr := range peers {
+		wg.Go(func() {
+			if err := c.sendLeave(addr, deadline); err != nil {
+				c.log.Debug("cluster: leave notice", "peer", addr, "err", err)
 			}
 		})
 	}
-	done := make(chan struct{})
-	c.wg.Go(func() { sent.Wait(); close(done) })
-	t := time.NewTimer(timeout)
-	defer t.Stop()
-	select {
-	case <-done:
-	case <-t.C:
-		c.log.Debug("cluster: leave notices still sending", "after", timeout)
+	wg.Wait()
+}
+
+// sendLeave delivers the leave notice to one peer and waits for its
+// acknowledgement, all before deadline. The notice is the node's name,
+// preceded by its length in one byte (names are at most 128 bytes); the
+// acknowledgement is one byte.
+func (c *Cluster) sendLeave(addr string, deadline time.Time) error {
+	conn, err := c.d.dial(addr, kindLeave, time.Until(deadline))
+	if err != nil {
+		return err
 	}
+	defer conn.Close()
+	if err := conn.SetDeadline(deadline); err != nil {
+		return err
+	}
+	if _, err := conn.Write(append([]byte{byte(len(c.cfg.Name))}, c.cfg.Name...)); err != nil {
+		return fmt.Errorf("write leave notice: %w", err)
+	}
+	var ack [1]byte
+	if _, err := io.ReadFull(conn, ack[:]); err != nil {
+		return fmt.Errorf("read acknowledgement: %w", err)
+	}
+	return nil
+}
+
+// serveLeave records a peer's leave notice (see sendLeave) and
+// acknowledges it.
+func (c *Cluster) serveLeave(conn net.Conn) {
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	var n [1]byte
+	if _, err := io.ReadFull(conn, n[:]); err != nil {
+		return
+	}
+	name := make([]byte, n[0])
+	if _, err := io.ReadFull(conn, name); err != nil {
+		return
+	}
+	c.markLeaving(string(name))
+	_, _ = conn.Write([]byte{1})
 }
 
 func leaveTimeout(ctx context.Context, def time.Duration) time.Duration {

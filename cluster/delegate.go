@@ -27,27 +27,8 @@ func (d delegate) NodeMeta(limit int) []byte {
 	return append([]byte(nil), d.c.metaB...)
 }
 
-// msgLeaving starts the one user message: a member naming itself as it
-// leaves gracefully. Shutdown sends it to every peer directly, so that a
-// peer tells "left" from "dead" even when memberlist's own dead message
-// overtakes the leaving metadata (the dead message cancels a metadata
-// broadcast still queued, and a peer that saw the dead message first
-// ignores the metadata of the same incarnation).
-const msgLeaving byte = 'L'
-
-// leavingMsg encodes the leave notice of the named member.
-func leavingMsg(name string) []byte {
-	return append([]byte{msgLeaving}, name...)
-}
-
-// NotifyMsg handles the leave notice and ignores any other message.
-func (d delegate) NotifyMsg(b []byte) {
-	if len(b) < 2 || b[0] != msgLeaving {
-		d.c.log.Debug("cluster: ignored a user message", "len", len(b))
-		return
-	}
-	d.c.markLeaving(string(b[1:]))
-}
+// NotifyMsg ignores user messages; none are sent.
+func (d delegate) NotifyMsg([]byte) {}
 
 // GetBroadcasts has nothing to broadcast.
 func (d delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
@@ -102,8 +83,9 @@ func (d delegate) upsert(n *memberlist.Node, state string) {
 	c.notifySubs()
 }
 
-// markLeaving records that a known member announced its graceful leave. It
-// turns "dead" into "left" when memberlist's leave event came first.
+// markLeaving records that a known member announced its graceful leave (its
+// leave notice, see serveLeave). It turns "dead" into "left" when
+// memberlist's leave event came first.
 func (c *Cluster) markLeaving(name string) {
 	c.mu.Lock()
 	e := c.members[name]

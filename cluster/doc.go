@@ -8,7 +8,8 @@
 // A node has two cluster-facing listeners: the gossip address (memberlist,
 // TCP and UDP on the same port) and the cluster address (one TCP port). The
 // cluster port is multiplexed by its first byte: 'R' carries the raft
-// NetworkTransport, 'F' the forwarding RPC and 'S' a status request. Every
+// NetworkTransport, 'F' the forwarding RPC, 'S' a status request and 'L' a
+// leaving member's notice. Every
 // connection starts with a mutual HMAC-SHA256 challenge keyed by
 // Config.ClusterKey; a peer that cannot prove the key is dropped before any
 // byte reaches raft or the forwarder. Config.TLS optionally wraps the port in
@@ -48,8 +49,8 @@
 // 512-byte limit; New checks the worst case so later updates cannot overflow.
 // memberlist's public API does not expose the suspect state, so Member.State
 // is one of alive, dead or left. A member leaving through Shutdown says so
-// in its metadata and in a direct notice to each peer, so peers record
-// "left" (not "dead") whichever arrives first.
+// in its metadata and in a notice to each peer over the cluster port, so
+// peers record "left" (not "dead") whichever arrives first.
 //
 // Raft membership follows gossip: with BootstrapExpect set, once gossip shows
 // that many alive voter-capable members and none of them has raft state, the

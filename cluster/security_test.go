@@ -103,6 +103,15 @@ func TestUnauthenticatedRPC(t *testing.T) {
 			// A request frame the server must never answer.
 			conn.Write(encodeFrameForTest(appendCommands(nil, []command{{id: cmdID{9}, cmd: []byte("evil")}})))
 		}},
+		{"leave notice, wrong proof", func(conn net.Conn) {
+			hello := make([]byte, 1+nonceLen)
+			hello[0] = kindLeave
+			rand.Read(hello[1:])
+			conn.Write(hello)
+			io.ReadFull(conn, make([]byte, nonceLen+32))
+			conn.Write(bytes.Repeat([]byte{7}, 32))
+			conn.Write(append([]byte{2}, "n0"...)) // a notice the server must never acknowledge
+		}},
 		{"unknown kind", func(conn net.Conn) {
 			conn.Write(append([]byte{'X'}, make([]byte, nonceLen)...))
 		}},

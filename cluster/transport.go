@@ -20,6 +20,7 @@ const (
 	kindRaft    byte = 'R'
 	kindForward byte = 'F'
 	kindStatus  byte = 'S'
+	kindLeave   byte = 'L'
 )
 
 const (
@@ -79,7 +80,7 @@ func serverHandshake(conn net.Conn, key []byte) (byte, error) {
 	}
 	kind := hello[0]
 	switch kind {
-	case kindRaft, kindForward, kindStatus:
+	case kindRaft, kindForward, kindStatus, kindLeave:
 	default:
 		return 0, fmt.Errorf("connection kind %q: %w", kind, ErrUnauthenticated)
 	}
