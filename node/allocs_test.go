@@ -32,20 +32,27 @@ func TestRedirectAllocs(t *testing.T) {
 // TestEdgeRedirectAllocs: the fast path's answer, redirect included,
 // allocates nothing.
 func TestEdgeRedirectAllocs(t *testing.T) {
-	n, code := newTestNode(t, true, "")
-	req := edgehttpRequest(code)
-	dst := make([]byte, 0, 2048)
-	dst = n.serveEdge(dst[:0], req)
-	allocs := testing.AllocsPerRun(1000, func() {
-		dst = n.serveEdge(dst[:0], req)
-		for n.clicks.len() > clickQueueCap/2 {
-			time.Sleep(time.Millisecond)
-		}
-	})
-	if !strings.HasPrefix(string(dst), "HTTP/1.1 302 Found\r\n") {
-		t.Fatalf("answer %q", dst)
-	}
-	if allocs != 0 {
-		t.Fatalf("fast-path redirect allocates %.1f times per request, want 0", allocs)
+	for _, tc := range []struct{ name, rules string }{
+		{"no rules", ""},
+		{"split, new viewer", `[{"split":[{"destination":"https://live.example.com/a","weight":1},{"destination":"https://live.example.com/b","weight":1}]}]`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n, code := newTestNode(t, true, tc.rules)
+			req := edgehttpRequest(code)
+			dst := make([]byte, 0, 2048)
+			dst = n.serveEdge(dst[:0], req)
+			allocs := testing.AllocsPerRun(1000, func() {
+				dst = n.serveEdge(dst[:0], req)
+				for n.clicks.len() > clickQueueCap/2 {
+					time.Sleep(time.Millisecond)
+				}
+			})
+			if !strings.HasPrefix(string(dst), "HTTP/1.1 302 Found\r\n") {
+				t.Fatalf("answer %q", dst)
+			}
+			if allocs != 0 {
+				t.Fatalf("fast-path redirect allocates %.1f times per request, want 0", allocs)
+			}
+		})
 	}
 }

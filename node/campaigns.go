@@ -26,6 +26,9 @@ func (n *Node) putCampaign(ctx *fasthttp.RequestCtx) error {
 	if err := c.Validate(); err != nil {
 		return invalid("%v", err)
 	}
+	if err := checkCampaignID(c.ID); err != nil {
+		return err
+	}
 	if err := n.checkDestinations(&c); err != nil {
 		return err
 	}
@@ -37,9 +40,26 @@ func (n *Node) putCampaign(ctx *fasthttp.RequestCtx) error {
 	}
 	out, err := ledger.DecodePutCampaignResult(res)
 	if err != nil {
-		return invalid("%v", err)
+		return ledgerError(err)
 	}
 	return n.writeJSON(ctx, fasthttp.StatusCreated, map[string]any{"id": out.ID, "version": out.Version, "number": out.Number})
+}
+
+// checkCampaignID accepts the ids a campaign can be addressed by in a URL
+// path without escaping: ASCII letters, digits, '-', '_' and '.', not "." or
+// "..". (The ledger takes any id up to its length limit; this narrower rule
+// applies to ids created through the API.)
+func checkCampaignID(id string) error {
+	if id == "." || id == ".." {
+		return invalid("id %q: not a usable campaign id", id)
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return invalid("id %q: only ASCII letters, digits, '-', '_' and '.' are allowed", id)
+		}
+	}
+	return nil
 }
 
 // checkDestinations applies the allow-list to the campaign destination and
@@ -47,6 +67,9 @@ func (n *Node) putCampaign(ctx *fasthttp.RequestCtx) error {
 func (n *Node) checkDestinations(c *ledger.Campaign) error {
 	if len(c.AllowedHosts) == 0 {
 		return invalid("allowed_hosts: at least one host is required")
+	}
+	if err := rules.CheckAllowedHosts(c.AllowedHosts); err != nil {
+		return invalid("%v", err)
 	}
 	if err := rules.CheckDestination(c.Destination, c.AllowedHosts); err != nil {
 		return invalid("destination: %v", err)
@@ -130,7 +153,7 @@ func (n *Node) issueLink(ctx *fasthttp.RequestCtx, campaign string) error {
 		}
 		out, err := ledger.DecodeIssueLinkResult(res)
 		if err != nil {
-			return invalid("%v", err)
+			return ledgerError(err)
 		}
 		num, variant = out.InviterNumber, out.Variant
 		status = fasthttp.StatusCreated
@@ -207,6 +230,12 @@ func (n *Node) setSegments(ctx *fasthttp.RequestCtx, campaign, user string) erro
 	if len(req.Segments) > 32 {
 		return invalid("at most 32 segments")
 	}
+	if err := checkID("user", user, true); err != nil {
+		return err
+	}
+	if _, err := n.campaign(campaign); err != nil {
+		return err
+	}
 	for _, s := range req.Segments {
 		if err := checkID("segment", s, true); err != nil {
 			return err
@@ -226,6 +255,9 @@ func (n *Node) joinTeam(ctx *fasthttp.RequestCtx, campaign, user string) error {
 	if err := checkID("team", req.Team, true); err != nil {
 		return err
 	}
+	if err := checkID("user", user, true); err != nil {
+		return err
+	}
 	if _, err := n.campaign(campaign); err != nil {
 		return err
 	}
@@ -240,7 +272,7 @@ func (n *Node) applySimple(ctx *fasthttp.RequestCtx, cmd []byte) error {
 		return unavailable("ledger: %v", err)
 	}
 	if err := ledger.ResultError(res); err != nil {
-		return invalid("%v", err)
+		return ledgerError(err)
 	}
 	return n.writeJSON(ctx, fasthttp.StatusOK, map[string]bool{"ok": true})
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/refrouter/refrouter/ledger"
 	"github.com/valyala/fasthttp"
 )
 
@@ -17,8 +18,6 @@ const (
 	codeConflict      = "conflict"
 	codeUnavailable   = "unavailable"
 	codeInternal      = "internal"
-	codeTooLarge      = "payload_too_large"
-	codeMethodBlocked = "method_not_allowed"
 )
 
 // apiError is an error with the HTTP status and API code it maps to. Handlers
@@ -37,6 +36,18 @@ func errf(status int, code, format string, args ...any) error {
 
 func invalid(format string, args ...any) error {
 	return errf(fasthttp.StatusBadRequest, codeInvalid, format, args...)
+}
+
+// ledgerError maps an error the ledger returned for a command (a rejected
+// command, not a failure to reach it) to the API's status and code.
+func ledgerError(err error) error {
+	switch {
+	case errors.Is(err, ledger.ErrNotFound):
+		return notFound("%v", err)
+	case errors.Is(err, ledger.ErrConflict), errors.Is(err, ledger.ErrExhausted):
+		return errf(fasthttp.StatusConflict, codeConflict, "%v", err)
+	}
+	return invalid("%v", err)
 }
 
 func notFound(format string, args ...any) error {

@@ -18,6 +18,25 @@ import (
 // maxBody is the largest request body the API accepts (API.md: 413 beyond it).
 const maxBody = 64 << 10
 
+// maxHead is the largest request head (request line and headers) the node
+// reads, as nginx's large_client_header_buffers; 431 beyond it.
+const maxHead = 8 << 10
+
+// parseErrorText is fasthttp's parse error without the request bytes some
+// of its messages quote, so an error body never echoes the request back.
+func parseErrorText(err error) string {
+	msg := err.Error()
+	for _, cut := range []string{": buffer size=", ", contents:"} {
+		if i := strings.Index(msg, cut); i >= 0 {
+			msg = msg[:i]
+		}
+	}
+	if len(msg) > 200 {
+		msg = msg[:200]
+	}
+	return strings.ToValidUTF8(msg, "?")
+}
+
 // newServer builds the fasthttp server of the node: timeouts always set, the
 // body limit of the API, and errors answered in the API's JSON shape.
 func (n *Node) newServer() *fasthttp.Server {
@@ -33,13 +52,18 @@ func (n *Node) newServer() *fasthttp.Server {
 		ReduceMemoryUsage:             false,
 		CloseOnShutdown:               true,
 		Logger:                        fasthttpLogger{n},
+		ReadBufferSize:                maxHead,
 		ErrorHandler: func(ctx *fasthttp.RequestCtx, err error) {
 			n.stampHeaders(ctx)
-			if errors.Is(err, fasthttp.ErrBodyTooLarge) || strings.Contains(err.Error(), "body size exceeds") {
-				n.writeError(ctx, errf(fasthttp.StatusRequestEntityTooLarge, codeTooLarge, "request body larger than %d bytes", maxBody))
-				return
+			var small *fasthttp.ErrSmallBuffer
+			switch {
+			case errors.Is(err, fasthttp.ErrBodyTooLarge) || strings.Contains(err.Error(), "body size exceeds"):
+				n.writeError(ctx, errf(fasthttp.StatusRequestEntityTooLarge, codeInvalid, "request body larger than %d bytes", maxBody))
+			case errors.As(err, &small):
+				n.writeError(ctx, errf(fasthttp.StatusRequestHeaderFieldsTooLarge, codeInvalid, "request head larger than %d bytes", maxHead))
+			default:
+				n.writeError(ctx, invalid("malformed request: %s", parseErrorText(err)))
 			}
-			n.writeError(ctx, invalid("malformed request: %v", err))
 		},
 	}
 }
@@ -60,16 +84,24 @@ func (n *Node) stampHeaders(ctx *fasthttp.RequestCtx) {
 func (n *Node) handle(ctx *fasthttp.RequestCtx) {
 	n.stampHeaders(ctx)
 	path := ctx.Path()
-	if isCodePath(path) {
-		n.redirectCtx(ctx, path[1:])
-		return
-	}
 	defer func() {
 		if r := recover(); r != nil {
 			n.log.Error("panic in handler", "path", string(path), "panic", fmt.Sprint(r))
+			ctx.Response.Reset()
+			n.stampHeaders(ctx)
 			n.writeError(ctx, fmt.Errorf("panic: %v", r))
 		}
 	}()
+	if isCodePath(path) {
+		if !ctx.IsGet() && !ctx.IsHead() {
+			// A share link is followed, never posted to: not a click.
+			ctx.Response.Header.Set("Allow", "GET, HEAD")
+			n.writeError(ctx, methodNotAllowed("GET, HEAD"))
+			return
+		}
+		n.redirectCtx(ctx, path[1:])
+		return
+	}
 	start := time.Now()
 	route, err := n.route(ctx, path)
 	if err != nil {
@@ -122,6 +154,7 @@ func (n *Node) route(ctx *fasthttp.RequestCtx, path []byte) (string, error) {
 		case "GET":
 			return "campaigns.list", n.auth(config.RoleAdmin, n.listCampaigns)(ctx)
 		}
+		ctx.Response.Header.Set("Allow", "GET, POST")
 		return "campaigns", methodNotAllowed("GET, POST")
 	case len(seg) == 3 && seg[0] == "v1" && seg[1] == "campaigns":
 		return "campaigns.get", n.only(ctx, "GET", n.auth(config.RoleAdmin, func(ctx *fasthttp.RequestCtx) error { return n.getCampaign(ctx, seg[2]) }))
@@ -152,7 +185,7 @@ func (n *Node) route(ctx *fasthttp.RequestCtx, path []byte) (string, error) {
 }
 
 func methodNotAllowed(allow string) error {
-	return errf(fasthttp.StatusMethodNotAllowed, codeMethodBlocked, "method not allowed; use %s", allow)
+	return errf(fasthttp.StatusMethodNotAllowed, codeInvalid, "method not allowed; use %s", allow)
 }
 
 // only lets one method through (HEAD rides with GET).

@@ -118,7 +118,12 @@ type nearestClient struct {
 func (n *Node) nearest(ctx *fasthttp.RequestCtx) error {
 	ip := n.clientIPCtx(ctx)
 	if q := ctx.QueryArgs().Peek("ip"); len(q) > 0 {
-		if role, _ := n.role(ctx); role != config.RoleAdmin {
+		switch role, present := n.role(ctx); {
+		case !present:
+			return errf(fasthttp.StatusUnauthorized, codeUnauth, "?ip= needs an admin bearer token")
+		case role == "":
+			return errf(fasthttp.StatusUnauthorized, codeUnauth, "unknown bearer token")
+		case role != config.RoleAdmin:
 			return errf(fasthttp.StatusForbidden, codeDenied, "?ip= needs an admin token")
 		}
 		a, err := netip.ParseAddr(string(q))

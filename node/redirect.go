@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"net"
 	"net/netip"
 	"strings"
@@ -116,15 +117,22 @@ func (n *Node) redirect(req *redirectReq, loc []byte) redirectRes {
 		return redirectRes{status: fasthttp.StatusFound, loc: loc}
 	}
 	res := redirectRes{status: fasthttp.StatusFound, campaign: c.Campaign}
+	id := n.clickID.Add(1)
 	dest := camp.Destination
 	if rs := n.compiledRules(camp); rs != nil {
-		if d, s, ok := n.matchRules(req, rs, ip, &pt, c.Campaign); ok {
+		if d, s, ok := n.matchRules(req, rs, ip, &pt, c.Campaign, id); ok {
 			dest, res.sticky = d, s
 		}
 	}
-	id := n.clickID.Add(1)
-	loc = append(loc, dest...)
-	if strings.IndexByte(dest, '?') >= 0 {
+	// The click token goes into the query, before any fragment: a browser
+	// never sends the fragment, so a token after '#' would not reach the
+	// landing page's server.
+	base, frag := dest, ""
+	if i := strings.IndexByte(dest, '#'); i >= 0 {
+		base, frag = dest[:i], dest[i:]
+	}
+	loc = append(loc, base...)
+	if strings.IndexByte(base, '?') >= 0 {
 		loc = append(loc, '&')
 	} else {
 		loc = append(loc, '?')
@@ -137,7 +145,7 @@ func (n *Node) redirect(req *redirectReq, loc []byte) redirectRes {
 		n.metrics.redirNotFound.Inc()
 		return redirectRes{status: fasthttp.StatusNotFound}
 	}
-	res.loc = loc
+	res.loc = append(loc, frag...)
 
 	if req.head || bots.IsBot(req.ua) {
 		n.metrics.redirBot.Inc()
@@ -168,8 +176,8 @@ func (n *Node) redirectCtx(ctx *fasthttp.RequestCtx, code []byte) {
 		now:            n.now(),
 		remote:         remoteAddr(ctx),
 		ua:             h.UserAgent(),
-		xff:            h.Peek("X-Forwarded-For"),
-		forwarded:      h.Peek("Forwarded"),
+		xff:            headerValues(h, "X-Forwarded-For"),
+		forwarded:      headerValues(h, "Forwarded"),
 		acceptLanguage: h.Peek("Accept-Language"),
 		cookie:         h.Peek("Cookie"),
 	}
@@ -250,7 +258,23 @@ func (n *Node) clientIP(remote netip.Addr, xff, forwarded []byte) netip.Addr {
 
 // clientIPCtx is clientIP for a fasthttp request.
 func (n *Node) clientIPCtx(ctx *fasthttp.RequestCtx) netip.Addr {
-	return n.clientIP(remoteAddr(ctx), ctx.Request.Header.Peek("X-Forwarded-For"), ctx.Request.Header.Peek("Forwarded"))
+	h := &ctx.Request.Header
+	return n.clientIP(remoteAddr(ctx), headerValues(h, "X-Forwarded-For"), headerValues(h, "Forwarded"))
+}
+
+// headerValues returns every value of the named request header, in order,
+// joined with ", " (RFC 9110 5.3): a proxy may add its own header line rather
+// than extend the client's, and the right-most values are the ones a trusted
+// proxy wrote. It allocates only when the header is repeated.
+func headerValues(h *fasthttp.RequestHeader, name string) []byte {
+	vals := h.PeekAll(name)
+	switch len(vals) {
+	case 0:
+		return nil
+	case 1:
+		return vals[0]
+	}
+	return bytes.Join(vals, []byte(", "))
 }
 
 var notFoundPage = []byte(`<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">` +

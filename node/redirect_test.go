@@ -189,3 +189,89 @@ func BenchmarkRedirect(b *testing.B) {
 		})
 	}
 }
+
+// TestRedirectFragment: the click token goes into the destination's query,
+// before its fragment, which browsers never send to the server.
+func TestRedirectFragment(t *testing.T) {
+	rules := `[{"when":{"country":["DE"]},"destination":"https://live.example.com/de#live"},
+	  {"when":{"os":["android"]},"destination":"https://live.example.com/x?a=1#f?g=2"}]`
+	n, code := newTestNode(t, true, rules)
+	tests := []struct{ name, xff, ua, prefix, suffix string }{
+		{"no query", "203.0.113.10", "Mozilla/5.0 (iPhone)", "https://live.example.com/de?rr_click=", "#live"},
+		{"query and a '?' in the fragment", "198.51.100.10", "Mozilla/5.0 (Linux; Android 14; Pixel 7) Mobile", "https://live.example.com/x?a=1&rr_click=", "#f?g=2"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := redirectCtx(code, tt.xff)
+			ctx.Request.Header.SetUserAgent(tt.ua)
+			n.handle(ctx)
+			loc := string(ctx.Response.Header.Peek("Location"))
+			tok, ok := strings.CutPrefix(loc, tt.prefix)
+			if ok {
+				tok, ok = strings.CutSuffix(tok, tt.suffix)
+			}
+			if !ok {
+				t.Fatalf("Location %q, want %q<token>%q", loc, tt.prefix, tt.suffix)
+			}
+			if _, err := n.keys.VerifyClick([]byte(tok), time.Now()); err != nil {
+				t.Fatalf("token %q: %v", tok, err)
+			}
+		})
+	}
+}
+
+// TestRedirectSplitSpreadsNewViewers: viewers without the A/B cookie are
+// spread over a split's arms by weight, and the cookie then keeps each
+// viewer's arm.
+func TestRedirectSplitSpreadsNewViewers(t *testing.T) {
+	rules := `[{"split":[{"destination":"https://live.example.com/a","weight":50},{"destination":"https://live.example.com/b","weight":50}]}]`
+	n, code := newTestNode(t, false, rules)
+	counts := map[string]int{}
+	cookies := map[string]string{}
+	for range 200 {
+		ctx := redirectCtx(code, "")
+		n.handle(ctx)
+		loc := string(ctx.Response.Header.Peek("Location"))
+		arm, _, _ := strings.Cut(strings.TrimPrefix(loc, "https://live.example.com/"), "?")
+		counts[arm]++
+		cookie := string(ctx.Response.Header.Peek("Set-Cookie"))
+		if cookie == "" {
+			t.Fatalf("no Set-Cookie for arm %q", arm)
+		}
+		cookies[arm], _, _ = strings.Cut(cookie, ";")
+	}
+	// 200 fair coin flips: each arm 100 ± 7 (one standard deviation).
+	if counts["a"] < 60 || counts["b"] < 60 || counts["a"]+counts["b"] != 200 {
+		t.Fatalf("arms %v, want both near 100", counts)
+	}
+	for arm, cookie := range cookies {
+		for range 20 {
+			ctx := redirectCtx(code, "")
+			ctx.Request.Header.Set("Cookie", cookie)
+			n.handle(ctx)
+			if loc := string(ctx.Response.Header.Peek("Location")); !strings.HasPrefix(loc, "https://live.example.com/"+arm+"?") {
+				t.Fatalf("cookie %q: Location %q, want arm %s", cookie, loc, arm)
+			}
+		}
+	}
+}
+
+// TestRedirectRepeatedForwardedFor: a trusted proxy that adds its own
+// X-Forwarded-For line is believed, not the client's line before it.
+func TestRedirectRepeatedForwardedFor(t *testing.T) {
+	rules := `[{"when":{"country":["DE"]},"destination":"https://live.example.com/de"}]`
+	n, code := newTestNode(t, true, rules)
+	for _, tt := range []struct{ name, first, second, want string }{
+		{"proxy line says Germany", "198.51.100.10", "203.0.113.10", "https://live.example.com/de?"},
+		{"client line says Germany", "203.0.113.10", "198.51.100.10", "https://live.example.com/room/42?"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := redirectCtx(code, tt.first)
+			ctx.Request.Header.Add("X-Forwarded-For", tt.second)
+			n.handle(ctx)
+			if loc := string(ctx.Response.Header.Peek("Location")); !strings.HasPrefix(loc, tt.want) {
+				t.Fatalf("Location %q, want prefix %q", loc, tt.want)
+			}
+		})
+	}
+}

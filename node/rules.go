@@ -2,6 +2,7 @@ package node
 
 import (
 	"bytes"
+	"encoding/binary"
 	"net/netip"
 	"strconv"
 	"sync"
@@ -81,14 +82,22 @@ func cookieValue(header, name []byte) []byte {
 	return nil
 }
 
-func (n *Node) matchRules(r *redirectReq, rs *rules.Set, ip netip.Addr, pt *geo.Point, campaign uint16) (string, string, bool) {
+// matchRules matches the campaign's rules against the request. A split rule
+// keeps the arm in the viewer's rr_ab cookie; a viewer without one is placed
+// by the click id, so new viewers spread over the arms by weight.
+func (n *Node) matchRules(r *redirectReq, rs *rules.Set, ip netip.Addr, pt *geo.Point, campaign uint16, clickID uint64) (string, string, bool) {
 	var name [16]byte
+	var key [8]byte
 	req := rules.Request{
 		UA:             r.ua,
 		AcceptLanguage: r.acceptLanguage,
 		IP:             ip,
 		Now:            r.now,
 		Sticky:         cookieValue(r.cookie, appendStickyCookie(name[:0], campaign)),
+	}
+	if req.Sticky == nil {
+		binary.LittleEndian.PutUint64(key[:], clickID)
+		req.Sticky = key[:]
 	}
 	if pt.OK {
 		req.Country = string(pt.Country[:])
