@@ -260,6 +260,12 @@ func TestSpine(t *testing.T) {
 	})
 }
 
+// withField returns m with key set to v.
+func withField(m map[string]any, key string, v any) map[string]any {
+	m[key] = v
+	return m
+}
+
 // TestAPIErrors checks the documented error for every kind of bad input (I7).
 func TestAPIErrors(t *testing.T) {
 	e := newEnv(t)
@@ -297,7 +303,16 @@ func TestAPIErrors(t *testing.T) {
 		{"unknown registration", "GET", "/v1/registrations/nope", "platform", nil, 404, "not_found"},
 		{"unknown campaign get", "GET", "/v1/campaigns/nope", "admin", nil, 404, "not_found"},
 		{"link without inviter", "POST", "/v1/campaigns/errs/links", "platform", `{}`, 400, "invalid_argument"},
-		{"wrong method", "DELETE", "/v1/registrations", "platform", nil, 405, "method_not_allowed"},
+		{"wrong method", "DELETE", "/v1/registrations", "platform", nil, 405, "invalid_argument"},
+		{"post to a share link", "POST", "/0000000000000000", "", nil, 405, "invalid_argument"},
+		{"nearest ?ip= without token", "GET", "/v1/nearest?ip=192.0.2.1", "", nil, 401, "unauthenticated"},
+		{"nearest ?ip= as platform", "GET", "/v1/nearest?ip=192.0.2.1", "platform", nil, 403, "permission_denied"},
+		{"segments of an unknown campaign", "POST", "/v1/campaigns/nope/inviters/alice/segments", "platform", map[string]any{"segments": []string{"vip"}}, 404, "not_found"},
+		{"team in a campaign without teams", "POST", "/v1/campaigns/errs/inviters/alice/team", "platform", map[string]string{"team": "red"}, 409, "conflict"},
+		{"campaign id with a slash", "POST", "/v1/campaigns", "admin", withField(testutil.Campaign("a/b", 1, 1), "id", "a/b"), 400, "invalid_argument"},
+		{"wildcard allowed host", "POST", "/v1/campaigns", "admin", withField(testutil.Campaign("wild", 1, 1), "allowed_hosts", []string{"live.example.com", "*.evil.example.net"}), 400, "invalid_argument"},
+		{"tab in invitee", "POST", "/v1/registrations", "platform", map[string]string{"campaign": "errs", "code": "0000000000000000", "invitee": "bob\t"}, 400, "invalid_argument"},
+		{"escape in invitee", "POST", "/v1/registrations", "platform", map[string]string{"campaign": "errs", "code": "0000000000000000", "invitee": "bob\x1b[31m"}, 400, "invalid_argument"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -346,6 +361,29 @@ func TestAPIErrors(t *testing.T) {
 				t.Fatalf("oversized body: %d %s", resp.StatusCode, body)
 			}
 			return
+		}
+	})
+	// A request head over 8 KiB gets 431, on an API route and on a share
+	// link alike, and the error does not echo the request back.
+	for _, path := range []string{"/healthz", "/0000000000000000"} {
+		t.Run("oversized head "+path, func(t *testing.T) {
+			req, _ := http.NewRequest("GET", u+path, nil)
+			req.Header.Set("X-Filler", strings.Repeat("f", 9000))
+			resp, err := e.c.HTTP.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 431 || !strings.Contains(string(body), `"invalid_argument"`) || strings.Contains(string(body), "fff") {
+				t.Fatalf("oversized head: %d %s", resp.StatusCode, body)
+			}
+		})
+	}
+	t.Run("allow header", func(t *testing.T) {
+		r := e.c.Do(t, "DELETE", u+"/v1/campaigns", e.admin, nil)
+		if r.Status != 405 || r.Header.Get("Allow") != "GET, POST" {
+			t.Fatalf("DELETE /v1/campaigns: %d, Allow %q", r.Status, r.Header.Get("Allow"))
 		}
 	})
 	// Nothing half-written: the rejected campaigns do not exist.

@@ -40,6 +40,13 @@ type pendingReg struct {
 	done  chan struct{} // closed once decided on the local replica
 	owned bool          // this node holds it in its outbox (vs. only waited on)
 
+	// recorded is closed once the registration event is durable in the
+	// outbox, or its append failed (recErr, written before the close). A
+	// retry that finds the entry waits on it before answering, so no
+	// caller is acknowledged before the record is on disk (I4).
+	recorded chan struct{}
+	recErr   error
+
 	// decided is closed once the decision is known here: from the leader's
 	// answer to the submission (one round trip earlier than the local
 	// replica learns the commit) or from the local replica, whichever is
@@ -49,8 +56,19 @@ type pendingReg struct {
 	dec     ledger.Decision
 }
 
+// newPending returns the pending entry of a registration event whose
+// append to the outbox is still to come (close recorded once it is done).
 func newPending(ev attribution.Event, key string) *pendingReg {
-	return &pendingReg{id: ev.ID, key: key, ev: ev, done: make(chan struct{}), decided: make(chan struct{}), owned: true}
+	return &pendingReg{id: ev.ID, key: key, ev: ev, done: make(chan struct{}), decided: make(chan struct{}),
+		recorded: make(chan struct{}), owned: true}
+}
+
+// recordedPending returns the pending entry of a registration event already
+// durable in the outbox (replayed at start).
+func recordedPending(ev attribution.Event, key string) *pendingReg {
+	p := newPending(ev, key)
+	close(p.recorded)
+	return p
 }
 
 // settleLocked records d as p's decision if p has none yet. r.mu must be held.
@@ -129,11 +147,14 @@ func checkID(field, v string, required bool) error {
 		return invalid("%s is longer than 128 bytes", field)
 	case !utf8.ValidString(v):
 		return invalid("%s is not valid UTF-8", field)
-	case strings.ContainsAny(v, "\x00\r\n"):
+	case strings.ContainsFunc(v, isControl):
 		return invalid("%s contains control characters", field)
 	}
 	return nil
 }
+
+// isControl reports C0 control characters, DEL and the C1 controls.
+func isControl(r rune) bool { return r < 0x20 || 0x7f <= r && r < 0xa0 }
 
 // register handles POST /v1/registrations: validate, record durably (fsync
 // before the answer), submit to the ledger, answer 202 (or 200 with the
@@ -282,6 +303,10 @@ func (n *Node) acknowledge(key string, ev attribution.Event) (*pendingReg, bool,
 	r.mu.Lock()
 	if p, ok := r.byKey[key]; ok {
 		r.mu.Unlock()
+		<-p.recorded // bounded by the first caller's append timeout
+		if p.recErr != nil {
+			return nil, false, unavailable("could not record the registration durably: %v", p.recErr)
+		}
 		return p, false, nil
 	}
 	ev.ID = newID(ev.At)
@@ -299,10 +324,13 @@ func (n *Node) acknowledge(key string, ev attribution.Event) (*pendingReg, bool,
 		delete(r.byKey, key)
 		delete(r.byID, p.id)
 		r.mu.Unlock()
+		p.recErr = err
+		close(p.recorded)
 		close(p.done) // nobody decided; waiters see pending and the entry is gone
 		n.metrics.registrations.WithLabelValues("failed").Inc()
 		return nil, false, unavailable("could not record the registration durably: %v", err)
 	}
+	close(p.recorded)
 	n.enqueue(p, seq)
 	return p, true, nil
 }
@@ -585,7 +613,7 @@ func (n *Node) loadPending() error {
 	}
 	r := n.regs
 	for i, ev := range regs {
-		p := newPending(ev, ev.Campaign+"\x00"+ev.Invitee)
+		p := recordedPending(ev, ev.Campaign+"\x00"+ev.Invitee)
 		p.seq = seqs[i]
 		if decisions[ev.ID] {
 			continue
@@ -653,7 +681,7 @@ func (n *Node) review(ctx *fasthttp.RequestCtx, id string) error {
 	}
 	dec, err := ledger.DecodeDecision(res)
 	if err != nil {
-		return invalid("%v", err)
+		return ledgerError(err)
 	}
 	actx, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel2()
