@@ -60,6 +60,7 @@ type Node struct {
 
 	pool       *pgxpool.Pool // nil without a DSN
 	replicator *replicate.Replicator
+	dbReady    bool // the database was reached and its schema checked; owned by runReplicator after New
 
 	metrics *metrics
 	reg     *prometheus.Registry

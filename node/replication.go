@@ -13,9 +13,12 @@ import (
 	"github.com/refrouter/refrouter/attribution/replicate"
 )
 
-// openReplication connects to the database, applies (migrate: true) or
-// checks the schema and builds the replicator. A bad DSN or a database
-// without the schema is a clear error at start, not a silent backlog.
+// openReplication builds the replicator for dsn. A DSN that does not parse
+// is an error at start. A database that cannot be reached is not: the node
+// starts, keeps attribution in its outbox (the database is on no request
+// path) and runReplicator connects, migrates (migrate: true) or checks the
+// schema, and replicates once it can. A reachable database without the
+// schema is an error at start, as it will not fix itself.
 func (n *Node) openReplication(dsn string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
@@ -23,27 +26,39 @@ func (n *Node) openReplication(dsn string) error {
 	if err != nil {
 		return fmt.Errorf("database: bad dsn: %w", err)
 	}
-	if err := pool.Ping(ctx); err != nil {
-		pool.Close()
-		return fmt.Errorf("database: connect: %w", err)
-	}
-	if n.cfg.Migrate {
-		if err := migrate.Migrate(ctx, pool, n.migrateOptions()); err != nil {
-			pool.Close()
-			return fmt.Errorf("database: migrate: %w", err)
-		}
-	}
 	n.outbox.Register(replicate.DefaultCursor)
 	r, err := replicate.New(replicate.Config{Logger: n.log, Registerer: n.reg}, n.outbox, pool)
 	if err != nil {
 		pool.Close()
 		return fmt.Errorf("database: %w", err)
 	}
-	if err := r.Check(ctx); err != nil {
+	n.pool, n.replicator = pool, r
+	pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
+	err = pool.Ping(pctx)
+	pcancel()
+	if err != nil {
+		n.log.Warn("database unreachable at start; the outbox keeps attribution and the replicator retries", "err", err)
+		return nil
+	}
+	if err := n.prepareDatabase(ctx); err != nil {
+		n.pool, n.replicator = nil, nil
 		pool.Close()
+		return err
+	}
+	n.dbReady = true
+	return nil
+}
+
+// prepareDatabase migrates (migrate: true) or checks the schema.
+func (n *Node) prepareDatabase(ctx context.Context) error {
+	if n.cfg.Migrate {
+		if err := migrate.Migrate(ctx, n.pool, n.migrateOptions()); err != nil {
+			return fmt.Errorf("database: migrate: %w", err)
+		}
+	}
+	if err := n.replicator.Check(ctx); err != nil {
 		return fmt.Errorf("database: %w (run `refrouter migrate --dsn ...` or set migrate: true)", err)
 	}
-	n.pool, n.replicator = pool, r
 	return nil
 }
 
@@ -72,7 +87,21 @@ func (n *Node) migrateOptions() migrate.Options {
 func (n *Node) runReplicator(ctx context.Context) {
 	backoff := time.Second
 	for ctx.Err() == nil {
-		err := n.replicator.Run(ctx)
+		var err error
+		if !n.dbReady {
+			pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+			if err = n.pool.Ping(pctx); err == nil {
+				err = n.prepareDatabase(pctx)
+			}
+			cancel()
+			if err == nil {
+				n.dbReady = true
+				n.log.Info("database reachable; replicating")
+			}
+		}
+		if err == nil {
+			err = n.replicator.Run(ctx)
+		}
 		if err == nil || errors.Is(err, context.Canceled) || ctx.Err() != nil {
 			return
 		}

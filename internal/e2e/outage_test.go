@@ -89,3 +89,31 @@ func TestDatabaseOutageExactlyOnce(t *testing.T) {
 		t.Fatalf("clicks %d rows %d ids, want %d; links %d, want %d", n, ids, clicks, links, len(codes))
 	}
 }
+
+// TestStartDuringDatabaseOutage starts a three-node cluster while its database is
+// down: the nodes start, acknowledge a registration, and replicate it (migrating
+// the schema first) once the database comes up.
+func TestStartDuringDatabaseOutage(t *testing.T) {
+	srv := dedicatedServer(t)
+	dsn := srv.DSN("postgres")
+	if err := srv.Stop(); err != nil {
+		t.Fatalf("stop postgres: %v", err)
+	}
+	lc := testutil.StartCluster(t, nil, func(o *localcluster.Options) { o.DSN = dsn })
+	a := clusterAPI(t, lc)
+	const camp = "e2e-start-outage"
+	a.createCampaign(0, campaignBody(camp, 1000))
+	code := a.link(0, camp, "rae")
+	a.waitInviters(camp, 1)
+	id, _ := a.register(1, map[string]string{"campaign": camp, "code": code, "invitee": "sam"}, "")
+	if err := srv.Start(); err != nil {
+		t.Fatalf("start postgres: %v", err)
+	}
+	pool := openPool(t, dsn)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	testutil.WaitFor(t, 90*time.Second, "the registration acknowledged during the outage replicated", func() bool {
+		var n int
+		return pool.QueryRow(ctx, "SELECT count(*) FROM registrations WHERE registration_id = $1", id).Scan(&n) == nil && n == 1
+	})
+}
