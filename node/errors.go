@@ -11,13 +11,13 @@ import (
 
 // Error codes of the API (API.md).
 const (
-	codeInvalid       = "invalid_argument"
-	codeUnauth        = "unauthenticated"
-	codeDenied        = "permission_denied"
-	codeNotFound      = "not_found"
-	codeConflict      = "conflict"
-	codeUnavailable   = "unavailable"
-	codeInternal      = "internal"
+	codeInvalid     = "invalid_argument"
+	codeUnauth      = "unauthenticated"
+	codeDenied      = "permission_denied"
+	codeNotFound    = "not_found"
+	codeConflict    = "conflict"
+	codeUnavailable = "unavailable"
+	codeInternal    = "internal"
 )
 
 // apiError is an error with the HTTP status and API code it maps to. Handlers
