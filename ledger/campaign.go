@@ -24,6 +24,23 @@ const (
 // Campaign is a referral campaign as the admin API carries it (JSON names as in
 // API.md) plus the Number and Version the ledger assigns. A *Campaign obtained
 // from the ledger (Table, Campaign) is shared and must not be modified.
+//
+// Putting a campaign with an existing id replaces it and keeps its state:
+//   - Budget and caps may be lowered below what is already used (to stop
+//     a campaign's spending, say): nothing granted is taken back, the
+//     budget's remaining value reads 0, and no further grant is made until
+//     the limits are raised above what is used. The invariants build
+//     checks that use never grows beyond the limits in force.
+//   - Tasks are matched by name: a task an inviter has done stays done
+//     whatever its new position; a task removed and added back later is a
+//     new task.
+//   - Variants are matched by position, which inviters and their share
+//     codes carry: existing variants keep their names and order (else
+//     ErrConflict). New variants may be added at the end; variants removed
+//     from the end leave their inviters on the campaign's scheme, and their
+//     positions cannot be filled again while inviters hold them.
+//   - A settled campaign stays settled: moving its ends_at later is
+//     ErrConflict (create a new campaign instead).
 type Campaign struct {
 	ID                 string          `json:"id"`
 	Destination        string          `json:"destination,omitempty"`

@@ -192,6 +192,13 @@ func FuzzRestore(f *testing.F) {
 	l.apply(t0.Add(48*time.Hour), EncodeNoop())
 	good := l.snapshot()
 	f.Add(good[10 : len(good)-4])
+	// A held registration, to be released after the restore.
+	h := newTestLedger(f)
+	h.put(baseCampaign("c"))
+	h.link(t0, "c", "a")
+	h.reg(t0.Add(time.Minute), Register{ID: "held", Campaign: "c", InviterNumber: 1, Invitee: "w", ClickAt: t0.Add(time.Minute - time.Second)})
+	held := h.snapshot()
+	f.Add(held[10 : len(held)-4])
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, body []byte) {
 		// Wrap the fuzzed body in a valid header and checksum, so the decoder itself is exercised.
@@ -209,7 +216,20 @@ func FuzzRestore(f *testing.F) {
 		if err := r.Snapshot(&out); err != nil {
 			t.Fatal(err)
 		}
-		r.ApplyBatch(r.LastIndex()+1, t0.Add(72*time.Hour), [][]byte{EncodeNoop()})
+		// Whatever was restored, the rules must not panic on it: release
+		// or reject every held registration, settle, issue links.
+		var cmds [][]byte
+		for p := range r.st.regs {
+			if r.st.regs[p].status == stHeld {
+				action := []string{ActionRelease, ActionReject}[p%2]
+				cmds = append(cmds, EncodeReview(Review{RegistrationID: r.st.regID(uint32(p)), Action: action}))
+			}
+		}
+		for _, cs := range r.st.camps {
+			cmds = append(cmds, EncodeIssueLink(IssueLink{Campaign: cs.c.ID, Inviter: "fuzz"}))
+		}
+		r.ApplyBatch(r.LastIndex()+1, t0.Add(time.Hour), cmds)
+		r.ApplyBatch(r.LastIndex()+1, t0.Add(72*time.Hour), append(cmds, EncodeNoop()))
 	})
 }
 

@@ -24,7 +24,14 @@
 //   - PutCampaign creates or replaces a campaign by id. Campaign numbers are
 //     1..65535 in creation order and never reused. The same body again keeps
 //     the version; a changed body increments it. Replacing keeps the
-//     campaign's state (inviters, counters, teams).
+//     campaign's state (inviters, counters, teams); done tasks follow their
+//     names. A replacement is ErrConflict when it renames, reorders or
+//     removes (other than from the end) existing variants, fills again a
+//     removed variant's position that inviters still hold, or moves the
+//     end of a settled campaign later. It may lower the budget or the caps
+//     below what is already used: nothing is taken back, and no grant is
+//     made beyond the new limits (see Campaign). Ledger.CheckPut runs the
+//     same checks against the local replica before a command is proposed.
 //   - IssueLink returns the inviter's number (assigned on first sight, never
 //     changed), variant and whether this is the first link (which also records
 //     the first-link time used by tasks and counts in Stats.Links). The variant
@@ -35,7 +42,9 @@
 //     same ID again returns the stored decision unchanged.
 //   - Review releases (the reward rules run at the review entry's time and
 //     index; no fraud checks) or rejects (rejected, reason "review") a held
-//     registration. Anything else is ErrConflict.
+//     registration. Anything else is ErrConflict. A release after the
+//     campaign is settled still grants what fits (caps, budget) but no
+//     longer changes team totals or lottery entries.
 //   - SetSegments replaces an inviter's segments for one campaign or, with
 //     campaign "", for all; the two sets are used together.
 //   - JoinTeam puts an inviter in a team of a campaign with a teams block
@@ -84,7 +93,9 @@
 //     the invitee's. The grants fit whole or the decision is capped
 //     (attributed, no grants), with the first reason that applies:
 //     "inviter_cap" (per_inviter_cap rewarded invites reached; 0: none),
-//     "daily_cap" (per_inviter_daily_cap in the UTC day of the entry; 0: none),
+//     "daily_cap" (per_inviter_daily_cap in the UTC day of the entry; 0: none;
+//     the day only moves forward: an entry stamped in an earlier day than
+//     the inviter's latest, as after a leader change, counts in the latest),
 //     "budget_count" (budget.count rewarded registrations reached; 0: none),
 //     "budget" (budget.value would be exceeded; no budget block: unlimited).
 //     Grants of value 0 are omitted from decisions.
@@ -94,7 +105,8 @@
 //     task stays open and is tried again on the next rewarded invite.
 //
 // Invites (Progress.Invites, tiers, tasks, lottery, team totals) count
-// rewarded and capped registrations, and held ones once released.
+// rewarded and capped registrations, and held ones once released (team
+// totals and lottery entries only until the campaign is settled).
 //
 // # Settlement
 //

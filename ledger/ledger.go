@@ -45,6 +45,7 @@ type state struct {
 type segKey struct{ campaign, inviter string }
 
 type campState struct {
+	chk      invCheck // invariants build only: use allowed above lowered limits
 	c        *Campaign
 	canon    []byte
 	fraud    Fraud
@@ -284,8 +285,14 @@ func (s *state) putCampaign(body []byte, changed *bool) []byte {
 		if bytes.Equal(canon, cs.canon) {
 			return encodePut(PutResult{ID: c.ID, Number: cs.c.Number, Version: cs.c.Version})
 		}
+		if err := s.checkReplace(cs, &c); err != nil {
+			return encodeError(err)
+		}
+		prev := cs.c
 		c.Number, c.Version = cs.c.Number, cs.c.Version+1
 		cs.setCampaign(&c, canon)
+		cs.remapTasks(prev.Tasks)
+		cs.allowUse(prev)
 	} else {
 		if len(s.camps) >= math.MaxUint16 {
 			return encodeError(fmt.Errorf("%w: campaign numbers", ErrExhausted))
@@ -299,6 +306,85 @@ func (s *state) putCampaign(body []byte, changed *bool) []byte {
 	*changed = true
 	s.computeNextEnd()
 	return encodePut(PutResult{ID: c.ID, Number: c.Number, Version: c.Version})
+}
+
+// CheckPut reports whether a PutCampaign of c would be refused, judged
+// against this replica's state: an invalid campaign (ErrInvalidCampaign) or a
+// replacement the ledger refuses (ErrConflict: see Campaign). Call it before
+// proposing the command so that the caller gets the error at once; the
+// command checks again when it is applied (this replica may lag the log, and
+// a campaign past its end is settled by the first entry after ends_at).
+func (l *Ledger) CheckPut(c Campaign) error {
+	c.normalize()
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	cs := l.st.campaign(c.ID)
+	if cs == nil || bytes.Equal(c.canonical(), cs.canon) {
+		return nil
+	}
+	return l.st.checkReplace(cs, &c)
+}
+
+// checkReplace refuses (ErrConflict) a replacement of cs by c that would move
+// existing inviters to another variant or reopen a settled campaign.
+func (s *state) checkReplace(cs *campState, c *Campaign) error {
+	old := cs.c
+	if cs.settled != nil && c.EndsAt.After(old.EndsAt) {
+		return fmt.Errorf("%w: campaign %q was settled at %s: ends_at cannot move later (%s to %s); create a new campaign instead",
+			ErrConflict, c.ID, cs.settled.At.Format(time.RFC3339), old.EndsAt.Format(time.RFC3339), c.EndsAt.Format(time.RFC3339))
+	}
+	for i := range min(len(old.Variants), len(c.Variants)) {
+		if o, n := old.Variants[i].Name, c.Variants[i].Name; o != n {
+			return fmt.Errorf("%w: variants[%d] is %q in campaign %q, %q in the replacement: inviters and their share codes carry the variant's position, so existing variants keep their names and order (add new variants at the end)",
+				ErrConflict, i, o, c.ID, n)
+		}
+	}
+	// A position freed by removing variants from the end may be filled
+	// again only while no inviter holds it (they would change scheme).
+	if len(c.Variants) > len(old.Variants) && len(cs.variants) > len(old.Variants) {
+		for i := range cs.inviters {
+			if k := int(cs.inviters[i].variant); k > len(old.Variants) && k <= len(c.Variants) {
+				return fmt.Errorf("%w: variants[%d] (%q) of campaign %q: that position belonged to a removed variant that inviters still hold, so it cannot be reused",
+					ErrConflict, k-1, c.Variants[k-1].Name, c.ID)
+			}
+		}
+	}
+	return nil
+}
+
+// remapTasks moves the inviters' done-task bits from the positions of the
+// previous tasks to the positions of the same names in the current ones; a
+// task that is no longer listed loses its bit (added back, it counts as a new
+// task). Nothing moves when the names keep their positions.
+func (cs *campState) remapTasks(prev []Task) {
+	tasks := cs.c.Tasks
+	same := true
+	for i, t := range prev {
+		if i >= len(tasks) || tasks[i].Name != t.Name {
+			same = false
+			break
+		}
+	}
+	if same {
+		return
+	}
+	var to [maxTasks]int // new position+1 of the task at each previous position; 0 gone
+	for i, t := range prev {
+		to[i] = slices.IndexFunc(tasks, func(n Task) bool { return n.Name == t.Name }) + 1
+	}
+	for p := range cs.inviters {
+		inv := &cs.inviters[p]
+		var bits uint8
+		for i := range prev {
+			if inv.tasks&(1<<i) != 0 && to[i] > 0 {
+				bits |= 1 << (to[i] - 1)
+			}
+		}
+		inv.tasks = bits
+	}
 }
 
 func (cs *campState) setCampaign(c *Campaign, canon []byte) {

@@ -26,6 +26,58 @@ type model struct {
 	ids      []string
 	inviters []string
 	invitees []string
+	limits   map[string]limits // the highest limits ever proposed, per campaign
+}
+
+// limits are a campaign's budget (value, count; -1 none) and per-inviter cap
+// (0 none). Replacements may lower them below what is used; what is used
+// stays within the highest ever proposed.
+type limits struct{ value, count, cap int64 }
+
+func (m *model) propose(c Campaign) {
+	next := limits{value: -1, count: -1, cap: c.PerInviterCap}
+	if c.Budget != nil {
+		next.value = c.Budget.Value
+		if c.Budget.Count > 0 {
+			next.count = c.Budget.Count
+		}
+	}
+	l, ok := m.limits[c.ID]
+	if !ok {
+		m.limits[c.ID] = next
+		return
+	}
+	higher := func(a, b, none int64) int64 {
+		if a == none || b == none {
+			return none
+		}
+		return max(a, b)
+	}
+	m.limits[c.ID] = limits{value: higher(l.value, next.value, -1), count: higher(l.count, next.count, -1), cap: higher(l.cap, next.cap, 0)}
+}
+
+// replacement returns a changed version of campaign c: other limits (maybe
+// below what is used), tasks reordered, added or removed, variants appended,
+// truncated or reordered (refused), the end moved (maybe refused).
+func (m *model) replacement(t *rapid.T, c Campaign) Campaign {
+	if rapid.Bool().Draw(t, "newBudget") {
+		c.Budget = nil
+		if rapid.IntRange(0, 3).Draw(t, "budgetKind") > 0 {
+			c.Budget = &Budget{Value: int64(rapid.IntRange(0, 60).Draw(t, "rBudget")), Count: int64(rapid.IntRange(0, 5).Draw(t, "rBudgetCount"))}
+		}
+	}
+	c.PerInviterCap = int64(rapid.IntRange(0, 3).Draw(t, "rCap"))
+	c.PerInviterDailyCap = int64(rapid.IntRange(0, 2).Draw(t, "rDailyCap"))
+	task := Task{Name: "t", Invites: 2, Within: Duration(5 * time.Hour), Bonus: Reward{Value: 9}}
+	other := Task{Name: "u", Invites: 1, Within: Duration(5 * time.Hour), Bonus: Reward{Value: 3}}
+	c.Tasks = rapid.SampledFrom([][]Task{nil, {task}, {task, other}, {other, task}, {other}}).Draw(t, "rTasks")
+	if len(c.Variants) > 0 {
+		a, b := c.Variants[0], c.Variants[1]
+		c.Variants = rapid.SampledFrom([][]Variant{{a, b}, {b, a}, {a}, {a, b, {Name: "C", Weight: 3}}, nil}).Draw(t, "rVariants")
+	}
+	c.EndsAt = c.EndsAt.Add(time.Duration(rapid.IntRange(-2, 3).Draw(t, "rEnd")) * time.Hour)
+	m.propose(c)
+	return c
 }
 
 func genCampaign(t *rapid.T, id string) Campaign {
@@ -85,6 +137,9 @@ func (m *model) genCommand(t *rapid.T) []byte {
 	case 5:
 		if rapid.Bool().Draw(t, "garbage") {
 			return rapid.SliceOfN(rapid.Byte(), 0, 12).Draw(t, "bytes")
+		}
+		if rapid.Bool().Draw(t, "replace") {
+			return EncodePutCampaign(m.replacement(t, rapid.SampledFrom(m.camps).Draw(t, "replaced")))
 		}
 		return EncodePutCampaign(rapid.SampledFrom(m.camps).Draw(t, "same"))
 	default:
@@ -174,11 +229,12 @@ func (m *model) checkInvariants(t *rapid.T) {
 		if st.BudgetSpent != granted[c.ID] {
 			t.Fatalf("budget_spent %d != granted %d in %s", st.BudgetSpent, granted[c.ID], c.ID)
 		}
-		if c.Budget != nil && granted[c.ID] > c.Budget.Value {
-			t.Fatalf("I1: granted %d > budget %d in %s", granted[c.ID], c.Budget.Value, c.ID)
+		lim := m.limits[c.ID]
+		if lim.value >= 0 && granted[c.ID] > lim.value {
+			t.Fatalf("I1: granted %d > budget %d in %s", granted[c.ID], lim.value, c.ID)
 		}
-		if c.Budget != nil && c.Budget.Count > 0 && st.Rewarded > c.Budget.Count {
-			t.Fatalf("I1: %d rewarded > budget count %d", st.Rewarded, c.Budget.Count)
+		if lim.count > 0 && st.Rewarded > lim.count {
+			t.Fatalf("I1: %d rewarded > budget count %d", st.Rewarded, lim.count)
 		}
 		for _, u := range m.inviters {
 			n := rewardedBy[[2]string{c.ID, u}]
@@ -186,8 +242,8 @@ func (m *model) checkInvariants(t *rapid.T) {
 			if ok && p.Rewarded != n {
 				t.Fatalf("progress of %s says %d rewarded, decisions %d", u, p.Rewarded, n)
 			}
-			if c.PerInviterCap > 0 && n > c.PerInviterCap {
-				t.Fatalf("I2: inviter %s rewarded %d > cap %d", u, n, c.PerInviterCap)
+			if lim.cap > 0 && n > lim.cap {
+				t.Fatalf("I2: inviter %s rewarded %d > cap %d", u, n, lim.cap)
 			}
 		}
 	}
@@ -229,9 +285,10 @@ func snap(t *rapid.T, l *Ledger) []byte {
 
 func TestPropertyInvariantsAndDeterminism(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
-		m := &model{l: New(), now: t0.Add(-30 * time.Minute)}
+		m := &model{l: New(), now: t0.Add(-30 * time.Minute), limits: map[string]limits{}}
 		for i := 0; i < rapid.IntRange(1, 2).Draw(t, "campaigns"); i++ {
 			m.camps = append(m.camps, genCampaign(t, fmt.Sprintf("c%d", i)))
+			m.propose(m.camps[i])
 		}
 		m.inviters = []string{"a", "b", "c", "d", "e"}
 		m.invitees = []string{"a", "v1", "v2", "v3", "v4", "v5", "v6", "v7"}

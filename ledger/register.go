@@ -197,14 +197,18 @@ func (s *state) reward(cs *campState, p uint32, at time.Time) {
 	c := cs.c
 	inv := &cs.inviters[r.inviter-1]
 	inv.invites++
-	if inv.team > 0 {
-		t := &cs.teams[inv.team-1]
-		t.total++
-		t.reached = s.seq
-	}
-	if c.Lottery != nil && inv.flags&flagLottery == 0 && int64(inv.invites) >= c.Lottery.After {
-		inv.flags |= flagLottery
-		cs.lottery = append(cs.lottery, r.inviter)
+	// After settlement (a hold released late) the team PK and the lottery
+	// are decided: team totals and lottery entries no longer change.
+	if cs.settled == nil {
+		if inv.team > 0 {
+			t := &cs.teams[inv.team-1]
+			t.total++
+			t.reached = s.seq
+		}
+		if c.Lottery != nil && inv.flags&flagLottery == 0 && int64(inv.invites) >= c.Lottery.After {
+			inv.flags |= flagLottery
+			cs.lottery = append(cs.lottery, r.inviter)
+		}
 	}
 	tiers, inviteeR := scheme(c, inv.variant)
 	_, iv := tierFor(tiers, int64(inv.invites))
@@ -213,7 +217,10 @@ func (s *state) reward(cs *campState, p uint32, at time.Time) {
 		ev = inviteeR.Value
 	}
 	atN := at.UnixNano()
-	if day := uint16(floorDiv(atN, dayNs)); inv.day != day {
+	// The day only moves forward: entry time is the leader's clock and may
+	// go back after a leader change; a late stamp counts into the newest day
+	// (over-counting, never under-counting: I2).
+	if day := uint16(floorDiv(atN, dayNs)); day > inv.day {
 		inv.day, inv.dayCount = day, 0
 	}
 	capped := rsNone

@@ -361,12 +361,20 @@ func decodeState(body []byte) (*state, error) {
 			}
 		}
 		nl := r.count()
+		entered := make([]bool, len(cs.inviters))
 		for k := 0; k < nl && r.err == nil; k++ {
 			n := r.u32()
-			if n == 0 || int(n) > len(cs.inviters) {
-				r.fail("lottery entry out of range")
+			if n == 0 || int(n) > len(cs.inviters) || entered[n-1] || cs.inviters[n-1].flags&flagLottery == 0 {
+				r.fail("lottery entry out of range, repeated or not flagged")
+				break
 			}
+			entered[n-1] = true
 			cs.lottery = append(cs.lottery, n)
+		}
+		for k := range cs.inviters {
+			if r.err == nil && cs.inviters[k].flags&flagLottery != 0 && !entered[k] {
+				r.fail("lottery flag without an entry")
+			}
 		}
 		cs.ipSwept = r.varint()
 		cs.ipVel = r.windows()
@@ -385,6 +393,7 @@ func decodeState(body []byte) (*state, error) {
 		default:
 			r.fail("bad settlement flag")
 		}
+		cs.allowUse(nil)
 	}
 	nr := r.count()
 	s.regs = make([]reg, 0, nr)
@@ -435,6 +444,10 @@ func decodeState(body []byte) (*state, error) {
 			r.fail("registration inviter out of range")
 			break
 		}
+		if err := checkRegRefs(&g); err != nil {
+			r.fail(err.Error())
+			break
+		}
 		s.regs = append(s.regs, g)
 		s.regIdx.insert(hashKey(id), p, func(q uint32) uint64 { return hashKey(s.regID(q)) })
 		if g.camp != 0 && attributed(&g) {
@@ -469,6 +482,21 @@ func decodeState(body []byte) (*state, error) {
 	}
 	s.computeNextEnd()
 	return s, nil
+}
+
+// checkRegRefs checks the campaign and inviter references of a registration
+// against its status, as the rules leave them: without a campaign only
+// "campaign_not_running" (an unknown campaign, no inviter); duplicates and
+// attributed registrations (which a review or the reads follow to their
+// campaign and inviter) have both.
+func checkRegRefs(g *reg) error {
+	switch {
+	case g.camp == 0 && (g.status != stRejected || g.reason != rsNotRunning || g.inviter != 0):
+		return fmt.Errorf("registration without a campaign is %s/%s with inviter %d", statusCodes[g.status], reasonNames[g.reason], g.inviter)
+	case (g.status == stDup || attributed(g)) && (g.camp == 0 || g.inviter == 0):
+		return fmt.Errorf("%s registration without a campaign or inviter", statusCodes[g.status])
+	}
+	return nil
 }
 
 // attributed reports whether a registration holds its invitee's attribution.

@@ -32,6 +32,9 @@ func (n *Node) putCampaign(ctx *fasthttp.RequestCtx) error {
 	if err := n.checkDestinations(&c); err != nil {
 		return err
 	}
+	if err := n.ledger.CheckPut(c); err != nil {
+		return ledgerError(err) // a replacement the ledger refuses: 409 before raft
+	}
 	actx, cancel := n.requestContext()
 	defer cancel()
 	res, err := n.applyAndWait(actx, ledger.EncodePutCampaign(c))
