@@ -166,6 +166,10 @@ type Decision struct {
 	Grants      []Grant   `json:"grants,omitempty"`
 	DecidedAt   time.Time `json:"decided_at"`
 	Index       uint64    `json:"index"`
+	// Review is set on the observer's copy of a decision made by a Review
+	// (a held registration released or rejected); it is not part of a
+	// command's encoded result.
+	Review bool `json:"-"`
 }
 
 // PutResult is the result of a PutCampaign.

@@ -289,7 +289,9 @@ func (s *state) review(v Review, index uint64, at time.Time) []byte {
 	}
 	d := s.decision(p)
 	if s.watch {
-		s.notes = append(s.notes, d)
+		n := d
+		n.Review = true
+		s.notes = append(s.notes, n)
 	}
 	return encodeDecision(CmdReview, &d)
 }

@@ -87,7 +87,11 @@ type registry struct {
 	byKey   map[string]*pendingReg
 	queue   []*pendingReg // to submit
 	decided []*pendingReg // decided, decision events not yet in the outbox
-	wake    chan struct{}
+	// shared are decisions no single node owns (a review's, a
+	// settlement's), not yet in the outbox: every node records them, and
+	// their event ids make the copies one row in the database.
+	shared []ledger.Decision
+	wake   chan struct{}
 }
 
 func newRegistry() *registry {
@@ -405,12 +409,21 @@ func (n *Node) onDecision(d ledger.Decision) {
 			r.decided = append(r.decided, p)
 		}
 	}
+	shared := !ok && (d.Review || strings.HasPrefix(d.ID, settlementPrefix))
+	if shared {
+		r.shared = append(r.shared, d)
+	}
 	r.mu.Unlock()
 	if ok {
 		close(p.done)
+	}
+	if ok || shared {
 		r.notify()
 	}
 }
+
+// settlementPrefix starts the id of a settlement's decision (ledger doc).
+const settlementPrefix = "settlement:"
 
 // submitLoop submits queued registrations to the ledger through the cluster
 // (which batches and forwards them to the leader), retrying until each is
@@ -510,13 +523,16 @@ func (n *Node) submit(ctx context.Context, p *pendingReg) {
 func (n *Node) flushDecisions() {
 	r := n.regs
 	r.mu.Lock()
-	decided := r.decided
-	r.decided = nil
+	decided, shared := r.decided, r.shared
+	r.decided, r.shared = nil, nil
 	r.mu.Unlock()
-	if len(decided) > 0 {
+	if len(decided)+len(shared) > 0 {
 		var evs []attribution.Event
 		for _, p := range decided {
 			evs = append(evs, decisionEvents(n.cfg.Name, n.cfg.Region, p.dec)...)
+		}
+		for _, d := range shared {
+			evs = append(evs, decisionEvents(n.cfg.Name, n.cfg.Region, d)...)
 		}
 		actx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		_, err := n.outbox.Append(actx, true, evs...)
@@ -525,6 +541,7 @@ func (n *Node) flushDecisions() {
 			n.log.Error("record decisions", "err", err)
 			r.mu.Lock()
 			r.decided = append(decided, r.decided...)
+			r.shared = append(shared, r.shared...)
 			r.mu.Unlock()
 			return
 		}
@@ -683,10 +700,7 @@ func (n *Node) review(ctx *fasthttp.RequestCtx, id string) error {
 	if err != nil {
 		return ledgerError(err)
 	}
-	actx, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel2()
-	if _, err := n.outbox.Append(actx, true, decisionEvents(n.cfg.Name, n.cfg.Region, dec)...); err != nil {
-		n.log.Error("record review decision", "id", id, "err", err)
-	}
+	// Every node's observer records the review's decision and grants in its
+	// outbox (onDecision), this one included.
 	return n.writeJSON(ctx, fasthttp.StatusOK, viewOf(dec))
 }

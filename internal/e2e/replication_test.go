@@ -384,3 +384,51 @@ func TestHeldThenReleased(t *testing.T) {
 		t.Fatalf("funnel %+v: the released registration is not counted rewarded", rep.Total)
 	}
 }
+
+// TestSettlementReplicated: a team PK campaign's settlement grants, which no
+// registration owns, reach the database, once each although every node
+// records them.
+func TestSettlementReplicated(t *testing.T) {
+	dsn := pgtest.NewDB(t)
+	lc := testutil.StartCluster(t, nil, func(o *localcluster.Options) { o.DSN = dsn })
+	a := clusterAPI(t, lc)
+	const camp = "e2e-pk"
+	body := campaignBody(camp, 100)
+	end := time.Now().Add(4 * time.Second).UTC().Truncate(time.Second)
+	body["ends_at"] = end.Format(time.RFC3339)
+	body["teams"] = map[string]any{"award": map[string]any{"value": 50}}
+	a.createCampaign(0, body)
+	codes := map[string]string{}
+	for i, inv := range []string{"red-1", "blue-1"} {
+		codes[inv] = a.link(i, camp, inv)
+	}
+	a.waitInviters(camp, 2)
+	for i, tm := range map[string]string{"red-1": "red", "blue-1": "blue"} {
+		r := a.c.Do(t, "POST", a.urls[0]+"/v1/campaigns/"+camp+"/inviters/"+i+"/team", a.platform, map[string]string{"team": tm})
+		testutil.Expect(t, r, 200, "join team")
+	}
+	if _, st := a.register(1, map[string]string{"campaign": camp, "code": codes["blue-1"], "invitee": "pk-friend"}, "?wait=5s"); st != 200 {
+		t.Fatalf("register: status %d", st)
+	}
+	time.Sleep(time.Until(end) + 100*time.Millisecond)
+	// Any entry after ends_at settles the campaign.
+	a.createCampaign(2, campaignBody("e2e-pk-next", 100))
+	pool := openPool(t, dsn)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	testutil.WaitFor(t, 30*time.Second, "the settlement's team award in the database", func() bool {
+		var n int
+		return pool.QueryRow(ctx, "SELECT count(*) FROM grants WHERE registration_id = $1", "settlement:"+camp).Scan(&n) == nil && n > 0
+	})
+	time.Sleep(time.Second) // every node's copy has had time to arrive
+	var n int
+	var user, role string
+	var value int64
+	if err := pool.QueryRow(ctx, "SELECT count(*), min(user_id), min(role), min(value) FROM grants WHERE registration_id = $1",
+		"settlement:"+camp).Scan(&n, &user, &role, &value); err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 || user != "blue-1" || role != "team" || value != 50 {
+		t.Fatalf("settlement grants: %d rows, first %s/%s/%d; want 1 row blue-1/team/50", n, user, role, value)
+	}
+}
