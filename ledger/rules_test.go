@@ -204,7 +204,9 @@ func TestReview(t *testing.T) {
 		t.Fatalf("released = %+v", rel)
 	}
 	// The observer's copy is the result, marked as a review's.
-	if want := rel; len(seen) != 1 || !seen[0].Review || func() bool { want.Review = true; return !reflect.DeepEqual(seen[0], want) }() {
+	want := rel
+	want.Review = true
+	if len(seen) != 1 || !reflect.DeepEqual(seen[0], want) {
 		t.Errorf("observer saw %+v", seen)
 	}
 	// Budget now spent: the second release is capped.
