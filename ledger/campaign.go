@@ -242,6 +242,14 @@ func (c Campaign) Validate() error {
 	if !c.EndsAt.After(c.StartsAt) {
 		return fieldErr("ends_at", "must be after starts_at")
 	}
+	for _, f := range []struct {
+		name string
+		t    time.Time
+	}{{"starts_at", c.StartsAt}, {"ends_at", c.EndsAt}} {
+		if y := f.t.UTC().Year(); y < 1 || y > 9999 {
+			return fieldErr(f.name, "%s is outside the years 1 to 9999 in UTC", f.t.Format(time.RFC3339))
+		}
+	}
 	if b := c.Budget; b != nil {
 		if err := checkMoney("budget.value", b.Value); err != nil {
 			return err

@@ -39,6 +39,7 @@ var parseCases = []struct {
 	{"not json", `{`, "invalid campaign"},
 	{"missing id", `{"starts_at":"2026-11-21T00:00:00Z","ends_at":"2026-12-21T00:00:00Z"}`, "id"},
 	{"missing start", `{"id":"x","ends_at":"2026-12-21T00:00:00Z"}`, "starts_at"},
+	{"end past year 9999 in UTC", `{"id":"x","starts_at":"2026-11-21T00:00:00Z","ends_at":"9999-12-31T23:00:00-05:00"}`, "ends_at"},
 	{"end before start", `{"id":"x","starts_at":"2026-11-21T00:00:00Z","ends_at":"2026-11-20T00:00:00Z"}`, "ends_at"},
 	{"negative budget", `{"id":"x","starts_at":"2026-11-21T00:00:00Z","ends_at":"2026-12-21T00:00:00Z","budget":{"value":-1}}`, "budget.value"},
 	{"negative budget count", `{"id":"x","starts_at":"2026-11-21T00:00:00Z","ends_at":"2026-12-21T00:00:00Z","budget":{"value":1,"count":-1}}`, "budget.count"},
