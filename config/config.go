@@ -105,6 +105,11 @@ type Config struct {
 
 	GeoIP          []string `yaml:"geoip"`           // GeoIP2/GeoLite2 or ip-location-db mmdb files
 	TrustedProxies []string `yaml:"trusted_proxies"` // CIDRs whose X-Forwarded-For is believed
+	// TrustedProxyHeader is the forwarding header the trusted proxies
+	// append: "x-forwarded-for" (the default), "forwarded" (RFC 7239) or
+	// "auto" (X-Forwarded-For when present, else Forwarded). Name the one
+	// your proxies write: a header they leave alone is the client's to set.
+	TrustedProxyHeader string `yaml:"trusted_proxy_header"`
 
 	DSN      string            `yaml:"dsn"`       // PostgreSQL/CockroachDB URL; empty: no replication
 	DSNFile  string            `yaml:"dsn_file"`  // file holding DSN
@@ -121,18 +126,19 @@ type Config struct {
 // environment and flags are applied.
 func Default() Config {
 	return Config{
-		Region:            "local",
-		Listen:            "127.0.0.1:8080",
-		Gossip:            "127.0.0.1:7946",
-		Cluster:           "127.0.0.1:7947",
-		Profile:           "lan",
-		Voter:             true,
-		BootstrapExpect:   1,
-		DataDir:           "refrouter-data",
-		ClickTokenVersion: 2,
-		Routing:           Routing{Mode: "local", ThresholdKm: 3000},
-		OutboxMaxBytes:    1 << 30,
-		LogLevel:          "info",
+		Region:             "local",
+		Listen:             "127.0.0.1:8080",
+		Gossip:             "127.0.0.1:7946",
+		Cluster:            "127.0.0.1:7947",
+		Profile:            "lan",
+		Voter:              true,
+		BootstrapExpect:    1,
+		DataDir:            "refrouter-data",
+		ClickTokenVersion:  2,
+		TrustedProxyHeader: "x-forwarded-for",
+		Routing:            Routing{Mode: "local", ThresholdKm: 3000},
+		OutboxMaxBytes:     1 << 30,
+		LogLevel:           "info",
 	}
 }
 
@@ -377,6 +383,11 @@ func (c *Config) Validate() error {
 				return fieldErr("trusted_proxies", p, "must be a CIDR or an IP address")
 			}
 		}
+	}
+	switch c.TrustedProxyHeader {
+	case "", "x-forwarded-for", "forwarded", "auto": // "": the default
+	default:
+		return fieldErr("trusted_proxy_header", c.TrustedProxyHeader, "must be x-forwarded-for, forwarded or auto")
 	}
 	if t := c.ClusterTLS; t != (TLS{}) && (t.CertFile == "" || t.KeyFile == "" || t.CAFile == "") {
 		return fieldErr("cluster_tls", "", "cert_file, key_file and ca_file are all needed for mutual TLS")

@@ -57,6 +57,7 @@ func TestValidateNamesFieldAndValue(t *testing.T) {
 		{"bad lat", "lat: 91", "lat", "91"},
 		{"bad profile", "profile: moon", "profile", "moon"},
 		{"bad proxy", "trusted_proxies: [10.0.0.0/33]", "trusted_proxies", "10.0.0.0/33"},
+		{"bad proxy header", "trusted_proxy_header: x-real-ip", "trusted_proxy_header", "x-real-ip"},
 		{"bad listen", "listen: nope", "listen", "nope"},
 		{"bad url", "public_url: ftp://x", "public_url", "ftp://x"},
 		{"click token version 3", "click_token_version: 3", "click_token_version", "3"},

@@ -48,6 +48,7 @@ type Node struct {
 	realClock              bool // now is time.Now, so a request's read time can stand in for it
 	tokens                 []tokenRole
 	trusted                []netip.Prefix
+	proxies                *clientip.Resolver // trusted, reading the configured header
 
 	keys    *links.Keyring
 	geo     *geo.DB // nil without a GeoIP database
@@ -131,6 +132,9 @@ func New(cfg config.Config, opts Options) (*Node, error) {
 	if n.trusted, err = clientip.ParsePrefixes(cfg.TrustedProxies); err != nil {
 		return nil, fmt.Errorf("config: trusted_proxies: %w", err)
 	}
+	header := map[string]clientip.Header{"": clientip.HeaderXFF, "x-forwarded-for": clientip.HeaderXFF,
+		"forwarded": clientip.HeaderForwarded, "auto": clientip.HeaderAuto}[cfg.TrustedProxyHeader]
+	n.proxies = clientip.NewResolver(n.trusted, header)
 	if n.keys, err = NewKeyring(sec.Secrets, cfg.ClickTokenVersion, n.now()); err != nil {
 		return nil, err
 	}

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/refrouter/refrouter/bots"
-	"github.com/refrouter/refrouter/clientip"
 	"github.com/refrouter/refrouter/geo"
 	"github.com/refrouter/refrouter/links"
 	"github.com/valyala/fasthttp"
@@ -253,7 +252,7 @@ func (n *Node) clientIP(remote netip.Addr, xff, forwarded []byte) netip.Addr {
 	if len(n.trusted) == 0 {
 		return remote
 	}
-	return clientip.From(remote, xff, forwarded, n.trusted)
+	return n.proxies.From(remote, xff, forwarded)
 }
 
 // clientIPCtx is clientIP for a fasthttp request.

@@ -275,3 +275,17 @@ func TestRedirectRepeatedForwardedFor(t *testing.T) {
 		})
 	}
 }
+
+// TestForwardedIgnoredByDefault: the node reads the header named by
+// trusted_proxy_header (X-Forwarded-For by default), so a Forwarded header,
+// which a proxy appending X-Forwarded-For leaves to the client, is not believed.
+func TestForwardedIgnoredByDefault(t *testing.T) {
+	rules := `[{"when":{"country":["DE"]},"destination":"https://live.example.com/de"}]`
+	n, code := newTestNode(t, true, rules)
+	ctx := redirectCtx(code, "")
+	ctx.Request.Header.Set("Forwarded", "for=203.0.113.10")
+	n.handle(ctx)
+	if loc := string(ctx.Response.Header.Peek("Location")); !strings.HasPrefix(loc, "https://live.example.com/room/42?") {
+		t.Fatalf("Location %q: a client's Forwarded header was believed", loc)
+	}
+}
