@@ -2,7 +2,10 @@
 // files and applies them in order, recording each in a schema_migrations table, so that
 // Migrate is idempotent and safe to run from several nodes.
 //
-// The portable core (core/*.sql) runs on PostgreSQL and CockroachDB. The CockroachDB
+// The portable core (core/*.sql) runs on PostgreSQL and CockroachDB. Where a core migration
+// cannot be written for both, core_crdb/ holds its CockroachDB variant: a file with the same
+// version and name, applied instead of the core file when the server reports CockroachDB
+// (the version is recorded alike, so a database never applies both). The CockroachDB
 // overlay (overlay_crdb/*.sql: database regions, a GLOBAL campaigns table, REGIONAL BY ROW
 // event tables) is rendered from Options and applied only when the server reports
 // CockroachDB.
@@ -25,7 +28,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-//go:embed core/*.sql overlay_crdb/*.sql
+//go:embed core/*.sql core_crdb/*.sql overlay_crdb/*.sql
 var files embed.FS
 
 // ErrOptions is returned (wrapped) for invalid Options.
@@ -74,8 +77,29 @@ func (o Options) Validate() error {
 	return nil
 }
 
-// Core returns the portable core migrations in order.
+// Core returns the core migrations in order, as applied on PostgreSQL.
 func Core() ([]Migration, error) { return load("core", nil) }
+
+// CoreCockroach returns the core migrations in order, as applied on CockroachDB: Core with
+// each migration that has a variant in core_crdb/ replaced by it.
+func CoreCockroach() ([]Migration, error) {
+	core, err := Core()
+	if err != nil {
+		return nil, err
+	}
+	variants, err := load("core_crdb", nil)
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range variants {
+		i := sort.Search(len(core), func(i int) bool { return core[i].Version >= v.Version })
+		if i == len(core) || core[i].Version != v.Version || core[i].Name != v.Name {
+			return nil, fmt.Errorf("cockroachdb variant %q replaces no core migration of the same version and name", v.Name)
+		}
+		core[i].SQL = v.SQL
+	}
+	return core, nil
+}
 
 // Overlay returns the CockroachDB overlay migrations in order, rendered for opts and database db.
 func Overlay(opts Options, db string) ([]Migration, error) {
@@ -151,8 +175,8 @@ func IsCockroach(ctx context.Context, pool *pgxpool.Pool) (bool, error) {
 	return strings.Contains(v, "CockroachDB"), nil
 }
 
-// Migrate applies the migrations not yet recorded in schema_migrations, in order: the core,
-// then, on CockroachDB with Regions set, the overlay. Each core migration runs in one
+// Migrate applies the migrations not yet recorded in schema_migrations, in order: the core
+// (CoreCockroach's on CockroachDB), then, on CockroachDB with Regions set, the overlay. Each core migration runs in one
 // transaction with its schema_migrations row, so concurrent runs apply it once. Overlay
 // statements (multi-region DDL, which CockroachDB runs outside explicit transactions) run one
 // by one and are written to be idempotent.
@@ -170,7 +194,14 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, opts Options) error {
 		applied_at TIMESTAMPTZ NOT NULL DEFAULT now())`); err != nil {
 		return fmt.Errorf("create schema_migrations: %w", err)
 	}
+	crdb, err := IsCockroach(ctx, pool)
+	if err != nil {
+		return err
+	}
 	core, err := Core()
+	if crdb {
+		core, err = CoreCockroach()
+	}
 	if err != nil {
 		return err
 	}
@@ -191,9 +222,8 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, opts Options) error {
 			return fmt.Errorf("apply migration %s: %w", m.Name, err)
 		}
 	}
-	crdb, err := IsCockroach(ctx, pool)
-	if err != nil || !crdb {
-		return err
+	if !crdb {
+		return nil
 	}
 	if len(opts.Regions) == 0 {
 		log.Warn("cockroachdb without configured regions: multi-region overlay skipped")

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"maps"
 	"os"
 	"path/filepath"
 	"sort"
@@ -25,8 +26,18 @@ func (o *Outbox) Cursor(name string) uint64 {
 	return o.cursors[name]
 }
 
+// Cursors returns a copy of the persisted cursors, by consumer name.
+func (o *Outbox) Cursors() map[string]uint64 {
+	o.cmu.Lock()
+	defer o.cmu.Unlock()
+	return maps.Clone(o.cursors)
+}
+
 // Register declares a consumer: segments are deleted only once every registered consumer's
-// cursor has passed them. A consumer registers at every start; Commit also registers.
+// cursor has passed them (a registered consumer without a cursor holds every segment). A
+// consumer registers at every start; Commit also registers. A cursor in the cursor file
+// holds the segments it needs whether or not its consumer registered in this process,
+// until DropCursor drops it.
 func (o *Outbox) Register(name string) {
 	o.cmu.Lock()
 	defer o.cmu.Unlock()
@@ -34,11 +45,13 @@ func (o *Outbox) Register(name string) {
 }
 
 // Commit persists cursor name = seq (the consumer has consumed every record below seq),
-// registers name, and deletes the segments wholly below the lowest registered cursor.
-// The cursor file is durable when Commit returns. Cursors may move backwards (a replay).
+// registers name, and deletes the segments wholly below the lowest cursor. It first makes
+// every record below seq durable, so that a cursor is never ahead of the records on stable
+// storage (after a crash, a new record could otherwise get a seq below the cursor). The
+// cursor file is durable when Commit returns. Cursors may move backwards (a replay).
 func (o *Outbox) Commit(name string, seq uint64) error {
-	if name == "" || strings.ContainsAny(name, " \n\r\t") {
-		return fmt.Errorf("outbox commit cursor %q: invalid name", name)
+	if err := checkCursorName(name); err != nil {
+		return fmt.Errorf("outbox commit cursor %q: %w", name, err)
 	}
 	o.mu.Lock()
 	closed, next := o.closed, o.nextSeq
@@ -48,6 +61,11 @@ func (o *Outbox) Commit(name string, seq uint64) error {
 	}
 	if seq > next {
 		return fmt.Errorf("outbox commit cursor %q = %d: beyond the next seq %d", name, seq, next)
+	}
+	if seq > 1 {
+		if err := o.syncTo(seq - 1); err != nil {
+			return fmt.Errorf("outbox commit cursor %q = %d: %w", name, seq, err)
+		}
 	}
 	o.cmu.Lock()
 	old, had := o.cursors[name]
@@ -62,16 +80,92 @@ func (o *Outbox) Commit(name string, seq uint64) error {
 		o.cmu.Unlock()
 		return err
 	}
-	min := uint64(0)
-	first := true
-	for n := range o.registerd {
-		c := o.cursors[n]
-		if first || c < min {
-			min, first = c, false
+	low, ok := o.lowCursorLocked()
+	o.cmu.Unlock()
+	if !ok {
+		return nil
+	}
+	return o.truncateBelow(low)
+}
+
+// DropCursor forgets the named consumer: its cursor leaves the cursor file (durably, when
+// DropCursor returns) and it is no longer registered, so the segments only it still needed
+// are deleted. Use it for a consumer that is gone for good (a node that stops replicating
+// to a database); while its cursor is persisted it keeps the outbox from shrinking. An
+// unknown name is not an error.
+func (o *Outbox) DropCursor(name string) error {
+	if err := checkCursorName(name); err != nil {
+		return fmt.Errorf("outbox drop cursor %q: %w", name, err)
+	}
+	o.mu.Lock()
+	closed := o.closed
+	o.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
+	o.cmu.Lock()
+	old, had := o.cursors[name]
+	wasRegistered := o.registerd[name]
+	delete(o.cursors, name)
+	delete(o.registerd, name)
+	delete(o.warned, name)
+	if had {
+		if err := o.saveCursorsLocked(); err != nil {
+			o.cursors[name] = old
+			if wasRegistered {
+				o.registerd[name] = true
+			}
+			o.cmu.Unlock()
+			return fmt.Errorf("outbox drop cursor %q: %w", name, err)
+		}
+		o.log.Info("dropped outbox cursor", "cursor", name, "seq", old)
+	}
+	low, ok := o.lowCursorLocked()
+	o.cmu.Unlock()
+	if !ok {
+		return nil
+	}
+	return o.truncateBelow(low)
+}
+
+// lowCursorLocked returns the lowest cursor of every persisted cursor and every registered
+// consumer (0 for one without a cursor), and false when there is none (then nothing may be
+// deleted). A persisted cursor that no consumer registered in this process and that alone
+// holds segments back is logged once. Caller holds cmu.
+func (o *Outbox) lowCursorLocked() (uint64, bool) {
+	var low, lowRegistered uint64
+	var lowName string
+	first, firstRegistered := true, true
+	for n, c := range o.cursors {
+		if first || c < low {
+			low, lowName, first = c, n, false
 		}
 	}
-	o.cmu.Unlock()
-	return o.truncateBelow(min)
+	for n := range o.registerd {
+		c := o.cursors[n]
+		if first || c < low {
+			low, lowName, first = c, n, false
+		}
+		if firstRegistered || c < lowRegistered {
+			lowRegistered, firstRegistered = c, false
+		}
+	}
+	if first {
+		return 0, false
+	}
+	if !o.registerd[lowName] && (firstRegistered || low < lowRegistered) && !o.warned[lowName] {
+		o.warned[lowName] = true
+		o.log.Warn("outbox cursor persisted by an earlier run but not registered by any consumer now keeps consumed segments from being deleted; if that consumer is gone for good, drop the cursor (Outbox.DropCursor)",
+			"cursor", lowName, "seq", low)
+	}
+	return low, true
+}
+
+func checkCursorName(name string) error {
+	if name == "" || strings.ContainsAny(name, " \n\r\t") {
+		return errors.New("invalid cursor name")
+	}
+	return nil
 }
 
 // truncateBelow deletes the segments whose records are all below seq, never the active one.
@@ -93,8 +187,13 @@ func (o *Outbox) truncateBelow(seq uint64) error {
 		if err := os.Remove(s.path); err != nil {
 			errs = append(errs, fmt.Errorf("remove segment %q: %w", s.path, err))
 		}
+		removeGap(o.opts.Dir, s.first)
 		o.log.Debug("removed consumed outbox segment", "segment", s.path)
 	}
+	o.mu.Lock()
+	oldest := o.segs[0].first
+	o.mu.Unlock()
+	removeGap(o.opts.Dir, oldest) // a gap before the oldest segment needs no record
 	o.mu.Lock()
 	for _, s := range drop {
 		s.dead = true

@@ -1,21 +1,31 @@
 // Package outbox is a node's durable, append-only log of attribution events.
 //
 // Records are kept in segment files in one directory, each record framed with its length,
-// a CRC32C and its sequence number. Sequence numbers start at 1 and are dense and monotonic
-// across restarts. Durable appends return after an fdatasync that concurrent durable appends
-// share (group commit); other appends are buffered and synced within Options.SyncDelay.
-// Consumers keep named cursors, persisted atomically; segments wholly below the lowest cursor
-// of every registered consumer are deleted. At Open a torn tail record left by a crash is cut
-// away; corruption anywhere else is an error.
+// a CRC32C and its sequence number. Sequence numbers start at 1 and are monotonic across
+// restarts, and dense but for one case: when a crash lost records that a persisted cursor
+// had already passed (they were not durable when it was committed, as the cursors of older
+// builds could be, or the disk lost them), Open starts the next records at that cursor, so
+// no new record ever gets a seq below a cursor, and records the gap in a file of its own
+// (NNN.gap, beside the segment NNN.seg that follows it) so that later Opens accept it.
+// Durable appends return after an fdatasync that concurrent durable appends share (group
+// commit); other appends are buffered and synced within Options.SyncDelay.
+// Consumers keep named cursors, persisted atomically; a cursor is committed only over
+// records already on stable storage. Every cursor in the cursor file counts, whether or
+// not a consumer registered it in this process, until DropCursor drops it: segments wholly
+// below the lowest cursor (registered consumers without a cursor count as 0) are deleted.
+// At Open a torn tail record left by a crash is cut away; corruption anywhere else is an
+// error.
 package outbox
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -31,6 +41,13 @@ var (
 	ErrClosed = errors.New("outbox: closed")
 	// ErrTooLarge is returned when one event encodes to more than MaxEventBytes.
 	ErrTooLarge = errors.New("outbox: event too large")
+	// ErrBelowFirst is returned (wrapped) by Read from a seq below FirstSeq: those records
+	// were deleted (every cursor had passed them) or lost. The caller decides whether to go
+	// on from FirstSeq.
+	ErrBelowFirst = errors.New("outbox: records below the oldest kept record are gone")
+	// ErrLocked is returned (wrapped) by Open when another process, or another open
+	// Outbox, uses the directory.
+	ErrLocked = errors.New("outbox: directory in use by another process")
 )
 
 // Defaults for zero Options fields.
@@ -49,6 +66,8 @@ type Options struct {
 	MaxBytes     int64         // bound on retained bytes for non-durable appends; 0 = 1 GiB
 	SyncDelay    time.Duration // non-durable records are synced within this window; 0 = 200 ms
 	Logger       *slog.Logger  // nil = slog.Default()
+
+	fsync func(*os.File) error // tests: replaces fdatasync of segment files
 }
 
 // Record is one event with its sequence number.
@@ -81,11 +100,17 @@ type Outbox struct {
 	waiting bool
 	err     error // sticky write error
 	closed  bool
-	scratch []byte
+	// filesClosed is set once Close closed the segment files: a sync started later (a
+	// Commit racing Close) fails with ErrClosed instead of writing to a closed file.
+	filesClosed bool
+	scratch     []byte
 
-	cmu       sync.Mutex // guards cursors, registered and the cursor file
+	cmu       sync.Mutex // guards cursors, registerd, warned and the cursor file
 	cursors   map[string]uint64
 	registerd map[string]bool
+	warned    map[string]bool // persisted cursors, not registered here, already logged as holding segments
+
+	lock *os.File // holds the directory's advisory lock until Close
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -110,22 +135,33 @@ func Open(opts Options) (*Outbox, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.fsync == nil {
+		opts.fsync = fdatasync
+	}
 	o := &Outbox{
 		opts:      opts,
 		log:       opts.Logger.With("component", "outbox", "dir", opts.Dir),
 		notify:    make(chan struct{}),
 		cursors:   map[string]uint64{},
 		registerd: map[string]bool{},
+		warned:    map[string]bool{},
 		stop:      make(chan struct{}),
 	}
 	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create outbox dir %q: %w", opts.Dir, err)
 	}
+	lock, err := lockDir(opts.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("open outbox %q: %w", opts.Dir, err)
+	}
+	o.lock = lock
 	if err := o.loadCursors(); err != nil {
+		lock.Close()
 		return nil, err
 	}
 	if err := o.openSegments(); err != nil {
 		o.closeFiles()
+		lock.Close()
 		return nil, err
 	}
 	o.synced = o.nextSeq - 1
@@ -140,11 +176,19 @@ func (o *Outbox) openSegments() error {
 	if err != nil {
 		return err
 	}
+	gaps, err := listGaps(o.opts.Dir)
+	if err != nil {
+		return err
+	}
 	o.nextSeq = 1
 	for i, first := range firsts {
 		path := filepath.Join(o.opts.Dir, segName(first))
 		if i > 0 && first != o.nextSeq {
-			return fmt.Errorf("segment %q: starts at seq %d, previous segment ends at %d: %w", path, first, o.nextSeq-1, ErrCorrupt)
+			if first < o.nextSeq || !gaps[first] {
+				return fmt.Errorf("segment %q: starts at seq %d, previous segment ends at %d: %w", path, first, o.nextSeq-1, ErrCorrupt)
+			}
+			o.log.Warn("outbox segment follows a recorded gap: records lost in an earlier crash",
+				"segment", path, "missing_from", o.nextSeq, "missing_to", first-1)
 		}
 		res, err := scanSegment(path, first)
 		if err != nil {
@@ -173,16 +217,70 @@ func (o *Outbox) openSegments() error {
 		o.bytes += res.validEnd
 		o.nextSeq = first + res.count
 	}
+	if err := o.skipToCursors(); err != nil {
+		return err
+	}
 	if len(o.segs) == 0 {
-		// Never go below a committed cursor, so seqs stay monotonic even if files were lost.
-		for _, c := range o.cursors {
-			if c > o.nextSeq {
-				o.nextSeq = c
+		if err := o.newSegmentLocked(); err != nil {
+			return err
+		}
+	}
+	o.removeStaleGaps(gaps)
+	return nil
+}
+
+// skipToCursors raises nextSeq to the highest persisted cursor when the records on disk
+// end below it, so that no new record gets a seq below a cursor (a reader starting at the
+// cursor would never see it). Records between were lost: the cursor was committed over
+// them before they were durable (older builds), or the files were lost. Unless there are
+// no segments left, the new active segment then follows a gap, which is recorded first.
+// Called by Open only.
+func (o *Outbox) skipToCursors() error {
+	var top uint64
+	var name string
+	for n, c := range o.cursors {
+		if c > top {
+			top, name = c, n
+		}
+	}
+	if top <= o.nextSeq {
+		return nil
+	}
+	if n := len(o.segs); n > 0 && o.segs[n-1].count == 0 {
+		// An empty active segment starts at nextSeq: remove it rather than keep it before the gap.
+		s := o.segs[n-1]
+		s.f.Close()
+		if err := os.Remove(s.path); err != nil {
+			return fmt.Errorf("remove empty segment %q: %w", s.path, err)
+		}
+		o.segs = o.segs[:n-1]
+	}
+	o.log.Error("outbox cursor is beyond the records on disk: records it passed were lost; new records start at the cursor",
+		"cursor", name, "cursor_seq", top, "missing_from", o.nextSeq, "missing_to", top-1)
+	if len(o.segs) > 0 {
+		if err := writeGap(o.opts.Dir, o.nextSeq, top); err != nil {
+			return err
+		}
+	}
+	o.nextSeq = top
+	return o.newSegmentLocked()
+}
+
+// removeStaleGaps removes the gap records that no longer sit between two kept segments
+// (best effort: a stale record is harmless, as only a segment starting at its seq after a
+// shorter predecessor would use it).
+func (o *Outbox) removeStaleGaps(gaps map[uint64]bool) {
+	for first := range gaps {
+		keep := false
+		for i, s := range o.segs {
+			if s.first == first && i > 0 {
+				keep = true
 			}
 		}
-		return o.newSegmentLocked()
+		if !keep {
+			removeGap(o.opts.Dir, first)
+		}
 	}
-	return nil
 }
 
 // newSegmentLocked creates an empty active segment starting at nextSeq. Caller holds mu (or is Open).
@@ -210,13 +308,36 @@ func (o *Outbox) Append(ctx context.Context, durable bool, evs ...attribution.Ev
 	if done {
 		return last, err
 	}
+	// Encode and check every event before any is buffered, so that a failed
+	// Append leaves nothing of its events in the log.
+	frames := o.scratch[:0]
 	for i := range evs {
-		if err := o.appendLocked(&evs[i]); err != nil {
+		start := len(frames)
+		frames = slices.Grow(frames, frameHeader)[:start+frameHeader] // seq and CRC are stamped by appendFramesLocked
+		frames = EncodeEvent(frames, &evs[i])
+		l := len(frames) - start - frameHeader
+		if l > MaxEventBytes {
+			o.keepScratch(frames)
 			o.mu.Unlock()
-			return 0, err
+			return 0, fmt.Errorf("outbox append event %q (%d of %d): %d bytes: %w", evs[i].ID, i+1, len(evs), l, ErrTooLarge)
 		}
+		binary.LittleEndian.PutUint32(frames[start:start+4], uint32(l))
+	}
+	err = o.appendFramesLocked(frames)
+	o.keepScratch(frames)
+	if err != nil {
+		o.mu.Unlock()
+		return 0, err
 	}
 	return o.endAppend(durable)
+}
+
+// keepScratch keeps b's memory for the next Append unless it grew large. Caller holds mu.
+func (o *Outbox) keepScratch(b []byte) {
+	if cap(b) > 4*flushBytes {
+		b = nil
+	}
+	o.scratch = b[:0]
 }
 
 // beginAppend starts an append of n records: it checks ctx, Close, a sticky
@@ -276,36 +397,6 @@ func (o *Outbox) endAppend(durable bool) (uint64, error) {
 	return last, nil
 }
 
-// appendLocked encodes one event into buf, rolling the segment first if it is full.
-func (o *Outbox) appendLocked(e *attribution.Event) error {
-	o.scratch = EncodeEvent(o.scratch[:0], e)
-	if len(o.scratch) > MaxEventBytes {
-		return fmt.Errorf("outbox append event %q: %d bytes: %w", e.ID, len(o.scratch), ErrTooLarge)
-	}
-	return o.appendPayloadLocked(o.scratch)
-}
-
-// appendPayloadLocked frames one encoded event into buf as record nextSeq,
-// rolling the segment first if it is full. The caller has checked its size.
-func (o *Outbox) appendPayloadLocked(payload []byte) error {
-	active := o.segs[len(o.segs)-1]
-	if active.size+int64(len(o.buf)) >= o.opts.SegmentBytes && active.count+o.bufN > 0 {
-		if err := o.rollLocked(); err != nil {
-			return err
-		}
-		active = o.segs[len(o.segs)-1]
-	}
-	if (active.count+o.bufN)%indexEvery == 0 {
-		o.bufIdx = append(o.bufIdx, int64(len(o.buf)))
-	}
-	n := len(o.buf)
-	o.buf = appendFrame(o.buf, o.nextSeq, payload)
-	o.bytes += int64(len(o.buf) - n)
-	o.bufN++
-	o.nextSeq++
-	return nil
-}
-
 // flushLocked writes buf to the active segment. A failed write poisons the Outbox.
 func (o *Outbox) flushLocked() error {
 	if len(o.buf) == 0 {
@@ -346,7 +437,7 @@ func (o *Outbox) rollLocked() error {
 		return err
 	}
 	active := o.segs[len(o.segs)-1]
-	if err := fdatasync(active.f); err != nil {
+	if err := o.opts.fsync(active.f); err != nil {
 		o.err = fmt.Errorf("outbox sync %q: %w", active.path, err)
 		return o.err
 	}
@@ -390,13 +481,18 @@ func (o *Outbox) syncTo(seq uint64) error {
 }
 
 // doSync writes buf and fdatasyncs the active segment, returning the last seq it covers.
-// Earlier segments were synced when they were rolled. Only one doSync runs at a time.
+// Earlier segments were synced when they were rolled. Only one doSync runs at a time. It
+// fails if the Outbox is poisoned when its fdatasync returns, even if that call succeeded.
 func (o *Outbox) doSync() (uint64, error) {
 	o.mu.Lock()
 	if o.err != nil {
 		err := o.err
 		o.mu.Unlock()
 		return 0, err
+	}
+	if o.filesClosed {
+		o.mu.Unlock()
+		return 0, ErrClosed
 	}
 	if err := o.flushLocked(); err != nil {
 		o.mu.Unlock()
@@ -407,12 +503,17 @@ func (o *Outbox) doSync() (uint64, error) {
 	active.refs++
 	o.mu.Unlock()
 
-	err := fdatasync(active.f)
+	err := o.opts.fsync(active.f)
 
 	o.mu.Lock()
 	o.releaseLocked(active)
 	if err != nil {
 		o.err = fmt.Errorf("outbox sync %q: %w", active.path, err)
+		err = o.err
+	} else if o.err != nil {
+		// A segment roll synced the same file meanwhile, under mu, and failed: the kernel
+		// may report a writeback error to one caller only, so this sync's success does
+		// not mean the records it covers are durable.
 		err = o.err
 	}
 	o.mu.Unlock()
@@ -445,8 +546,10 @@ func (o *Outbox) syncLoop() {
 }
 
 // Read returns up to max records with Seq >= from, in order. It returns fewer (or none)
-// when the log ends. Records below the oldest retained segment are skipped: from is
-// raised to the first retained seq.
+// when the log ends. A from below FirstSeq fails with an error wrapping ErrBelowFirst
+// rather than skip the records that are gone; from 0 (no cursor yet) reads from FirstSeq.
+// Across a gap left by records lost in a crash (see the package doc) the records simply
+// continue at a higher seq: callers that care compare the first seq they get with from.
 func (o *Outbox) Read(from uint64, max int) ([]Record, error) {
 	if max <= 0 {
 		return nil, nil
@@ -455,6 +558,13 @@ func (o *Outbox) Read(from uint64, max int) ([]Record, error) {
 	if o.closed {
 		o.mu.Unlock()
 		return nil, ErrClosed
+	}
+	if first := o.segs[0].first; from < first {
+		if from != 0 {
+			o.mu.Unlock()
+			return nil, fmt.Errorf("outbox read from %d: the oldest kept record is %d: %w", from, first, ErrBelowFirst)
+		}
+		from = first
 	}
 	if err := o.flushLocked(); err != nil {
 		o.mu.Unlock()
@@ -531,7 +641,16 @@ func (o *Outbox) Wait(ctx context.Context, after uint64) error {
 	}
 }
 
-// LastSeq returns the seq of the last appended record (0 if none ever was).
+// FirstSeq returns the seq of the oldest kept record, the lowest from that Read accepts
+// (when the log holds no record, the seq the next one will get).
+func (o *Outbox) FirstSeq() uint64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.segs[0].first
+}
+
+// LastSeq returns the seq of the last appended record (0 if none ever was): the next record
+// gets LastSeq()+1.
 func (o *Outbox) LastSeq() uint64 {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -560,8 +679,10 @@ func (o *Outbox) Close() error {
 	o.wg.Wait()
 	err := o.syncTo(last)
 	o.mu.Lock()
+	o.filesClosed = true
 	o.closeFiles()
 	o.mu.Unlock()
+	o.lock.Close() // releases the directory to the next process
 	if err != nil {
 		return fmt.Errorf("outbox close: %w", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -25,6 +26,11 @@ const (
 	// indexEvery is the spacing of the sparse in-memory offset index of a segment.
 	indexEvery = 128
 	segSuffix  = ".seg"
+	// gapSuffix names a gap record: NNN.gap says that the segment NNN.seg may start above
+	// the end of the segment before it (records lost in a crash that a cursor had passed).
+	// Its content is a line for people ("refrouter outbox gap v1 missing A..B"); only its
+	// name is read. Builds older than gap records refuse such a directory as corrupt.
+	gapSuffix = ".gap"
 )
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
@@ -96,6 +102,54 @@ func listSegments(dir string) ([]uint64, error) {
 	}
 	sort.Slice(firsts, func(i, j int) bool { return firsts[i] < firsts[j] })
 	return firsts, nil
+}
+
+func gapName(first uint64) string { return fmt.Sprintf("%020d%s", first, gapSuffix) }
+
+// listGaps returns the seqs of the gap records in dir.
+func listGaps(dir string) (map[uint64]bool, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("list outbox dir %q: %w", dir, err)
+	}
+	gaps := map[uint64]bool{}
+	for _, e := range ents {
+		name := e.Name()
+		if !strings.HasSuffix(name, gapSuffix) || e.IsDir() {
+			continue
+		}
+		first, err := strconv.ParseUint(strings.TrimSuffix(name, gapSuffix), 10, 64)
+		if err != nil || first == 0 {
+			return nil, fmt.Errorf("outbox dir %q: unexpected gap record name %q: %w", dir, name, ErrCorrupt)
+		}
+		gaps[first] = true
+	}
+	return gaps, nil
+}
+
+// writeGap durably records that the segment starting at next follows a gap: records from
+// up to next-1 are missing.
+func writeGap(dir string, from, next uint64) error {
+	path := filepath.Join(dir, gapName(next))
+	text := fmt.Sprintf("refrouter outbox gap v1 missing %d..%d\n", from, next-1)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return fmt.Errorf("create gap record %q: %w", path, err)
+	}
+	if _, err := f.WriteString(text); err != nil {
+		f.Close()
+		return fmt.Errorf("write gap record %q: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("close gap record %q: %w", path, err)
+	}
+	return syncDir(dir)
+}
+
+// removeGap removes the gap record of the segment starting at first, if any (best effort:
+// a stale record is harmless).
+func removeGap(dir string, first uint64) {
+	_ = os.Remove(filepath.Join(dir, gapName(first)))
 }
 
 // scanResult is what scanning a segment file found.
@@ -187,6 +241,11 @@ func readRecords(f *os.File, off, end int64, from uint64, max int, out []Record)
 				break
 			}
 			l := int(binary.LittleEndian.Uint32(buf[p : p+4]))
+			if l < 2 || l > MaxEventBytes || off+int64(p+frameHeader+l) > end {
+				// Checked before the length sizes a buffer: a corrupt length must not
+				// allocate up to 4 GiB.
+				return out, fmt.Errorf("read %q at %d: record length %d: %w", f.Name(), off+int64(p), l, ErrCorrupt)
+			}
 			if frameHeader+l > len(buf)-p {
 				if p == 0 { // a frame larger than the chunk
 					buf = make([]byte, frameHeader+l)

@@ -2,7 +2,9 @@
 //
 // A Replicator reads the outbox from its persisted cursor, groups records into batches by
 // size and time, writes each batch in one transaction as multi-row INSERT ... ON CONFLICT
-// DO NOTHING statements per table (so replays are no-ops), retries serialization failures
+// (key) DO NOTHING statements per table, where key is the table's primary key (the event
+// id; a link's code), so replays are no-ops while a row conflicting on any other unique key
+// fails the batch loudly instead of being dropped; it retries serialization failures
 // (40001) inside the transaction as cockroach-go's crdb.ExecuteInTx does and every other
 // error with capped exponential backoff, and commits the outbox cursor only after the
 // database commit. While the database is down the outbox keeps the records on disk.
@@ -187,18 +189,18 @@ func (r *Replicator) Run(ctx context.Context) error {
 	r.inflight.m = map[uint64]time.Time{}
 	r.inflight.Unlock()
 
-	work := make(chan []outbox.Record)
-	written := make(chan []outbox.Record, r.cfg.Writers)
+	work := make(chan batch)
+	written := make(chan batch, r.cfg.Writers)
 	var writers sync.WaitGroup
 	for i := 0; i < r.cfg.Writers; i++ {
 		writers.Add(1)
 		go func() {
 			defer writers.Done()
-			for recs := range work {
-				if err := r.writeWithRetry(ctx, recs); err != nil && !r.lastAttempt(recs) {
+			for b := range work {
+				if err := r.writeWithRetry(ctx, b.recs); err != nil && !r.lastAttempt(b.recs) {
 					continue // stays in the outbox; the cursor cannot pass it
 				}
-				written <- recs
+				written <- b
 			}
 		}()
 	}
@@ -217,11 +219,28 @@ func (r *Replicator) Run(ctx context.Context) error {
 	return err
 }
 
+// batch is a run of records read from the outbox. It covers the seqs from..last, where
+// last is the seq of its last record: from is the seq it was read from, below recs[0].Seq
+// when the records between were gone (a gap left by a crash, or records deleted below the
+// oldest kept one), so that the cursor can pass them.
+type batch struct {
+	from uint64
+	recs []outbox.Record
+}
+
 // readLoop reads batches from next and hands them to the writers until ctx is done.
-func (r *Replicator) readLoop(ctx context.Context, next uint64, work chan<- []outbox.Record) error {
+func (r *Replicator) readLoop(ctx context.Context, next uint64, work chan<- batch) error {
 	var pendingSince time.Time // when a partial batch was first seen
+	cover := next              // the seq the next batch covers from: next, or below it when records are gone
 	for ctx.Err() == nil {
 		recs, err := r.src.Read(next, r.cfg.BatchSize)
+		if errors.Is(err, outbox.ErrBelowFirst) {
+			first := r.src.FirstSeq()
+			r.log.Error("outbox records below the replicator's cursor were deleted before they were replicated: they will never reach the database; going on from the oldest kept record",
+				"cursor", next, "first_kept", first, "missing", first-next)
+			next = first
+			continue
+		}
 		if err != nil {
 			return fmt.Errorf("replicate: %w", err)
 		}
@@ -247,15 +266,21 @@ func (r *Replicator) readLoop(ctx context.Context, next uint64, work chan<- []ou
 			}
 		}
 		pendingSince = time.Time{}
+		if recs[0].Seq > next {
+			r.log.Error("gap in the outbox: records lost in a crash before they were durable; they will never reach the database",
+				"missing_from", next, "missing_to", recs[0].Seq-1)
+		}
+		b := batch{from: cover, recs: recs}
 		r.inflight.Lock()
-		r.inflight.m[recs[0].Seq] = recs[0].Event.At
+		r.inflight.m[b.from] = recs[0].Event.At
 		r.inflight.Unlock()
 		select {
-		case work <- recs:
+		case work <- b:
 			next = recs[len(recs)-1].Seq + 1
+			cover = next
 		case <-ctx.Done():
 			r.inflight.Lock()
-			delete(r.inflight.m, recs[0].Seq)
+			delete(r.inflight.m, b.from)
 			r.inflight.Unlock()
 		}
 	}
@@ -264,10 +289,10 @@ func (r *Replicator) readLoop(ctx context.Context, next uint64, work chan<- []ou
 
 // commitInOrder receives written batches (in any order) and commits the outbox cursor over
 // the contiguous prefix starting at next.
-func (r *Replicator) commitInOrder(next uint64, written <-chan []outbox.Record) {
-	done := map[uint64]uint64{} // first seq -> last seq of written batches not yet committed
-	for recs := range written {
-		done[recs[0].Seq] = recs[len(recs)-1].Seq
+func (r *Replicator) commitInOrder(next uint64, written <-chan batch) {
+	done := map[uint64]uint64{} // from seq -> last seq of written batches not yet committed
+	for b := range written {
+		done[b.from] = b.recs[len(b.recs)-1].Seq
 		advanced := false
 		for {
 			last, ok := done[next]
@@ -426,20 +451,21 @@ type insert struct {
 // tableOf describes how events of one kind map to a table.
 type tableOf struct {
 	name string
+	key  string // the conflict target: the primary key, which a replayed event repeats
 	cols []string
 	vals func(e *attribution.Event) []any
 }
 
 var tables = map[attribution.Kind]tableOf{
-	attribution.KindClick: {"clicks", []string{"id", "at", "node", "region", "campaign", "code", "inviter", "ip", "country", "ua"},
+	attribution.KindClick: {"clicks", "id", []string{"id", "at", "node", "region", "campaign", "code", "inviter", "ip", "country", "ua"},
 		func(e *attribution.Event) []any {
 			return []any{e.ID, e.At, e.Node, e.Region, e.Campaign, e.Code, e.Inviter, e.IP, e.Country, e.UA}
 		}},
-	attribution.KindLink: {"links", []string{"code", "id", "at", "node", "region", "campaign", "inviter"},
+	attribution.KindLink: {"links", "code", []string{"code", "id", "at", "node", "region", "campaign", "inviter"},
 		func(e *attribution.Event) []any {
 			return []any{e.Code, e.ID, e.At, e.Node, e.Region, e.Campaign, e.Inviter}
 		}},
-	attribution.KindRegistration: {"registrations", []string{"id", "registration_id", "at", "node", "region", "campaign", "inviter", "invitee", "device", "ip", "country"},
+	attribution.KindRegistration: {"registrations", "id", []string{"id", "registration_id", "at", "node", "region", "campaign", "inviter", "invitee", "device", "ip", "country"},
 		func(e *attribution.Event) []any {
 			reg := e.Registration
 			if reg == "" {
@@ -447,11 +473,11 @@ var tables = map[attribution.Kind]tableOf{
 			}
 			return []any{e.ID, reg, e.At, e.Node, e.Region, e.Campaign, e.Inviter, e.Invitee, e.Device, e.IP, e.Country}
 		}},
-	attribution.KindDecision: {"decisions", []string{"id", "registration_id", "at", "node", "region", "campaign", "inviter", "invitee", "status", "reason"},
+	attribution.KindDecision: {"decisions", "id", []string{"id", "registration_id", "at", "node", "region", "campaign", "inviter", "invitee", "status", "reason"},
 		func(e *attribution.Event) []any {
 			return []any{e.ID, e.Registration, e.At, e.Node, e.Region, e.Campaign, e.Inviter, e.Invitee, e.Status, e.Reason}
 		}},
-	attribution.KindGrant: {"grants", []string{"id", "registration_id", "at", "node", "region", "campaign", "user_id", "role", "value"},
+	attribution.KindGrant: {"grants", "id", []string{"id", "registration_id", "at", "node", "region", "campaign", "user_id", "role", "value"},
 		func(e *attribution.Event) []any {
 			return []any{e.ID, e.Registration, e.At, e.Node, e.Region, e.Campaign, e.User, e.Role, e.Value}
 		}},
@@ -460,7 +486,7 @@ var tables = map[attribution.Kind]tableOf{
 // maxParams keeps each statement under PostgreSQL's 65535 bind parameters.
 const maxParams = 60000
 
-// buildInserts groups recs by table into multi-row INSERT ... ON CONFLICT DO NOTHING
+// buildInserts groups recs by table into multi-row INSERT ... ON CONFLICT (key) DO NOTHING
 // statements, plus one for the campaigns seen (first_seen = earliest event time). With
 // arrays set the rows travel as one array per column (see arrayInsert).
 func buildInserts(recs []outbox.Record, arrays bool) []insert {
@@ -494,7 +520,7 @@ func buildInserts(recs []outbox.Record, arrays bool) []insert {
 			fmt.Fprintf(&b, "($%d,$%d)", 2*i+1, 2*i+2)
 			ins.args = append(ins.args, c, campaigns[c])
 		}
-		b.WriteString(" ON CONFLICT DO NOTHING")
+		b.WriteString(" ON CONFLICT (id) DO NOTHING")
 		ins.sql = b.String()
 		out = append(out, ins)
 	}
@@ -551,7 +577,7 @@ func arrayInsert(t tableOf, evs []*attribution.Event) insert {
 		}
 		fmt.Fprintf(&b, "$%d::%s", j+1, casts[j])
 	}
-	b.WriteString(") ON CONFLICT DO NOTHING")
+	fmt.Fprintf(&b, ") ON CONFLICT (%s) DO NOTHING", t.key)
 	return insert{table: t.name, sql: b.String(), args: cols, rows: len(evs)}
 }
 
@@ -581,7 +607,9 @@ func multiRow(t tableOf, evs []*attribution.Event) insert {
 		b.WriteByte(')')
 		ins.args = append(ins.args, t.vals(e)...)
 	}
-	b.WriteString(" ON CONFLICT DO NOTHING")
+	b.WriteString(" ON CONFLICT (")
+	b.WriteString(t.key)
+	b.WriteString(") DO NOTHING")
 	ins.sql = b.String()
 	ins.rows = len(evs)
 	return ins

@@ -242,8 +242,11 @@ func TestBuildInserts(t *testing.T) {
 					if got := strings.Count(s.sql, "$"); got != len(s.args) && (!arrays || s.table == "campaigns") {
 						t.Fatalf("%s: %d placeholders for %d args", s.table, got, len(s.args))
 					}
-					if !strings.HasSuffix(s.sql, "ON CONFLICT DO NOTHING") {
-						t.Fatalf("%s: not idempotent: %.80s", s.table, s.sql)
+					// Idempotent on the primary key only: a conflict on any other
+					// unique key must fail, not drop the row.
+					key := map[string]string{"campaigns": "id", "links": "code", "clicks": "id", "registrations": "id", "decisions": "id", "grants": "id"}[s.table]
+					if key == "" || !strings.HasSuffix(s.sql, " ON CONFLICT ("+key+") DO NOTHING") {
+						t.Fatalf("%s: not idempotent on its key %q: %.80s ... %s", s.table, key, s.sql, s.sql[max(0, len(s.sql)-40):])
 					}
 					if s.table != "campaigns" {
 						rows += s.rows
@@ -499,12 +502,12 @@ func metricValue(c prometheus.Metric) float64 {
 }
 
 func TestCommitInOrder(t *testing.T) {
-	batch := func(first, last uint64) []outbox.Record {
+	mk := func(first, last uint64) batch {
 		var recs []outbox.Record
 		for s := first; s <= last; s++ {
 			recs = append(recs, outbox.Record{Seq: s})
 		}
-		return recs
+		return batch{from: first, recs: recs}
 	}
 	tests := []struct {
 		name    string
@@ -530,9 +533,9 @@ func TestCommitInOrder(t *testing.T) {
 			}
 			r := &Replicator{src: ob, cfg: Config{Cursor: "c"}, log: quiet()}
 			r.inflight.m = map[uint64]time.Time{}
-			ch := make(chan []outbox.Record, len(tc.batches))
+			ch := make(chan batch, len(tc.batches))
 			for _, b := range tc.batches {
-				ch <- batch(b[0], b[1])
+				ch <- mk(b[0], b[1])
 			}
 			close(ch)
 			r.commitInOrder(1, ch)
