@@ -160,6 +160,10 @@ func New(cfg config.Config, opts Options) (*Node, error) {
 		return nil, fmt.Errorf("open outbox: %w", err)
 	}
 	n.outbox.Register(cursorSubmitter)
+	if sec.DSN == "" && n.outbox.Cursor(replicate.DefaultCursor) != 0 {
+		n.log.Warn("no database configured, but an earlier run replicated from this outbox: its cursor keeps every record it has not passed, so the outbox will not shrink; configure the database again, or drop the cursor if it is gone for good (refrouter outbox drop-cursor)",
+			"cursor", replicate.DefaultCursor, "seq", n.outbox.Cursor(replicate.DefaultCursor))
+	}
 
 	n.cluster, err = cluster.New(cluster.Config{
 		Name:             cfg.Name,

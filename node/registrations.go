@@ -12,6 +12,7 @@ import (
 
 	"github.com/oklog/ulid/v2"
 	"github.com/refrouter/refrouter/attribution"
+	"github.com/refrouter/refrouter/attribution/outbox"
 	"github.com/refrouter/refrouter/ledger"
 	"github.com/refrouter/refrouter/links"
 	"github.com/valyala/fasthttp"
@@ -611,6 +612,13 @@ func (n *Node) loadPending() error {
 	var seqs []uint64
 	for {
 		recs, err := n.outbox.Read(from, 1024)
+		if errors.Is(err, outbox.ErrBelowFirst) {
+			first := n.outbox.FirstSeq()
+			n.log.Error("outbox records below the submitter cursor are gone (deleted or lost); replaying from the oldest kept record",
+				"cursor", from, "first_kept", first)
+			from = first
+			continue
+		}
 		if err != nil {
 			return fmt.Errorf("replay outbox: %w", err)
 		}

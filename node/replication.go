@@ -115,12 +115,16 @@ func (n *Node) runReplicator(ctx context.Context) {
 	}
 }
 
-// minCursor is the lowest cursor of the outbox's consumers: records below it
-// are consumed by every one of them.
+// minCursor is the lowest cursor of the outbox's consumers, the persisted
+// ones included (the outbox keeps what any of them has not passed): records
+// below it are consumed by every one of them.
 func minCursor(o *outbox.Outbox, replicating bool) uint64 {
 	low := o.Cursor(cursorSubmitter)
 	if replicating {
 		low = min(low, o.Cursor(replicate.DefaultCursor))
+	}
+	for _, c := range o.Cursors() {
+		low = min(low, c)
 	}
 	return low
 }

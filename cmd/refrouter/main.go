@@ -66,6 +66,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		clusterCmd(),
 		migrateCmd(),
 		reportCmd(),
+		outboxCmd(),
 		benchCmd(),
 		bareCmd(),
 		&cobra.Command{

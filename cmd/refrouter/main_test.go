@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/url"
 	"os"
@@ -15,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/refrouter/refrouter/attribution"
+	"github.com/refrouter/refrouter/attribution/outbox"
 	"github.com/refrouter/refrouter/internal/testutil"
 )
 
@@ -252,5 +255,52 @@ secrets: [{gen: 1, key: "`+strings.Repeat("QUJD", 11)+`"}]
 	forged := got.Code[:15] + map[bool]string{true: "B", false: "A"}[got.Code[15] == 'A']
 	if err := exec.Command(binary(t), "link", "verify", "--config", cfg, forged).Run(); err == nil {
 		t.Fatal("forged code verified")
+	}
+}
+
+// TestOutboxCommand: `outbox status` lists a stopped node's cursors,
+// `outbox drop-cursor` forgets one, and both refuse an outbox in use.
+func TestOutboxCommand(t *testing.T) {
+	dataDir := t.TempDir()
+	o, err := outbox.Open(outbox.Options{Dir: filepath.Join(dataDir, "outbox")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs := []attribution.Event{{ID: "c1", Kind: attribution.KindClick}, {ID: "c2", Kind: attribution.KindClick}, {ID: "c3", Kind: attribution.KindClick}}
+	if _, err := o.Append(context.Background(), true, evs...); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Commit("replicator", 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Commit("submitter", 4); err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) (string, error) {
+		var stderr bytes.Buffer
+		cmd := exec.Command(binary(t), append([]string{"outbox"}, append(args, "--data-dir", dataDir)...)...)
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			return strings.TrimSpace(stderr.String()), err
+		}
+		return string(out), nil
+	}
+	if msg, err := run("status"); err == nil || !strings.Contains(msg, "in use") || strings.Contains(msg, "\n") {
+		t.Fatalf("status of an outbox in use: %v, stderr %q", err, msg)
+	}
+	if err := o.Close(); err != nil {
+		t.Fatal(err)
+	}
+	out, err := run("status")
+	if err != nil || !strings.Contains(out, "cursor replicator 2\n") || !strings.Contains(out, "cursor submitter 4\n") || !strings.Contains(out, "last 3\n") {
+		t.Fatalf("status: %v %q", err, out)
+	}
+	if out, err := run("drop-cursor", "replicator"); err != nil {
+		t.Fatalf("drop-cursor: %v %q", err, out)
+	}
+	out, err = run("status")
+	if err != nil || strings.Contains(out, "replicator") || !strings.Contains(out, "cursor submitter 4\n") {
+		t.Fatalf("status after the drop: %v %q", err, out)
 	}
 }

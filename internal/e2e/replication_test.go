@@ -376,13 +376,12 @@ func TestHeldThenReleased(t *testing.T) {
 		var n int
 		return pool.QueryRow(ctx, "SELECT count(*) FROM decisions WHERE registration_id = $1 AND status = 'rewarded'", id).Scan(&n) == nil && n == 1
 	})
-	rep, err := report.Funnel(ctx, pool, camp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rep.Total.Rewarded != 1 {
-		t.Fatalf("funnel %+v: the released registration is not counted rewarded", rep.Total)
-	}
+	// The registration and its click come from node 1's outbox, the
+	// release's events from every node's: wait for both.
+	testutil.WaitFor(t, 30*time.Second, "the funnel to count the released registration rewarded", func() bool {
+		rep, err := report.Funnel(ctx, pool, camp)
+		return err == nil && rep.Total.Rewarded == 1 && rep.Total.Registrations == 1
+	})
 }
 
 // TestSettlementReplicated: a team PK campaign's settlement grants, which no
