@@ -45,6 +45,7 @@ type state struct {
 type segKey struct{ campaign, inviter string }
 
 type campState struct {
+	//lint:ignore U1000 read by the invariants build's checkInvariants
 	chk      invCheck // invariants build only: use allowed above lowered limits
 	c        *Campaign
 	canon    []byte
