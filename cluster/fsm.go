@@ -212,6 +212,15 @@ func (a *fsmAdapter) Restore(rc io.ReadCloser) error {
 	if err != nil || n > 1<<24 {
 		return fmt.Errorf("restore snapshot dedup count: %w", errMalformed)
 	}
+	// A snapshot that fails to restore leaves the replica as it was, the
+	// remembered command ids included.
+	oldSeen, oldOrder, oldHead := a.seen, a.order, a.head
+	restored := false
+	defer func() {
+		if !restored {
+			a.seen, a.order, a.head = oldSeen, oldOrder, oldHead
+		}
+	}()
 	a.seen = make(map[cmdID]dedupEntry, n)
 	a.order, a.head = nil, 0
 	for i := uint64(0); i < n; i++ {
@@ -236,6 +245,7 @@ func (a *fsmAdapter) Restore(rc io.ReadCloser) error {
 	if err := a.fsm.Restore(br); err != nil {
 		return fmt.Errorf("restore fsm: %w", err)
 	}
+	restored = true
 	a.mu.Lock()
 	a.applied = applied
 	close(a.notify)

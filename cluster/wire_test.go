@@ -318,6 +318,15 @@ func TestFSMAdapterDedupAndSnapshot(t *testing.T) {
 	if err := b.Restore(io.NopCloser(bytes.NewReader([]byte("junk")))); !errors.Is(err, errMalformed) {
 		t.Fatalf("junk snapshot: %v", err)
 	}
+	// A snapshot whose command ids read fine but whose FSM state does not
+	// leaves b as it was: it still remembers id 4 and does not apply it again.
+	cut := sink.Bytes()[:sink.Len()-3]
+	if err := b.Restore(io.NopCloser(bytes.NewReader(cut))); err == nil {
+		t.Fatal("restore of a cut snapshot succeeded")
+	}
+	if r := b.Apply(&raft.Log{Index: 5, Data: encodeEntry([]command{{cmdID{4}, []byte("w")}})}).(batchResponse); r.outcomes[0].index != 3 || fsm2.count("w") != 1 {
+		t.Fatalf("after a failed restore: %+v, w applied %d times", r.outcomes, fsm2.count("w"))
+	}
 	if br := a.Apply(&raft.Log{Index: 9, Data: []byte{0}}).(batchResponse); br.err == nil || a.appliedIndex() != 9 {
 		t.Fatalf("bad entry: %+v", br)
 	}
