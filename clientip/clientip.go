@@ -184,8 +184,10 @@ func (r *Resolver) walkForwarded(last netip.Addr, h []byte) netip.Addr {
 }
 
 // scanForwarded parses the Forwarded grammar left to right and appends one hop
-// per non-empty element. A syntax error appends a hopOpaque hop and ends the
-// scan, so the walk from the right stops there.
+// per non-empty element. An element with a syntax error becomes one hopOpaque
+// hop, and the scan goes on after the next comma outside a quoted string: the
+// walk from the right stops at that element, not before the proxies' own
+// elements to its right.
 func scanForwarded(h []byte, hops []fwdHop) []fwdHop {
 	i, n := 0, len(h)
 	for i < n {
@@ -255,7 +257,9 @@ func scanForwarded(h []byte, hops []fwdHop) []fwdHop {
 			}
 		}
 		if bad {
-			return append(hops, fwdHop{kind: hopOpaque})
+			hops = append(hops, fwdHop{kind: hopOpaque})
+			i = nextElement(h, i)
+			continue
 		}
 		if !empty {
 			hops = append(hops, hop)
@@ -265,6 +269,24 @@ func scanForwarded(h []byte, hops []fwdHop) []fwdHop {
 		}
 	}
 	return hops
+}
+
+// nextElement returns the index just after the first comma at or after i that
+// is outside a quoted string (a backslash escapes the next byte inside one),
+// or len(h) when there is none.
+func nextElement(h []byte, i int) int {
+	quoted := false
+	for ; i < len(h); i++ {
+		switch c := h[i]; {
+		case quoted && c == '\\':
+			i++
+		case c == '"':
+			quoted = !quoted
+		case c == ',' && !quoted:
+			return i + 1
+		}
+	}
+	return len(h)
 }
 
 // parseNode parses one hop: IPv4, IPv6, IPv4:port or [IPv6]:port. Zones are
