@@ -40,11 +40,17 @@ type Token struct {
 
 // Secret is one master link key: share codes and click tokens are signed with
 // keys derived from it per campaign. The newest generation that is not retired
-// issues new codes; older ones keep verifying until RetireAt (the grace period).
+// and whose issue_from has come issues new codes; older ones keep verifying
+// until RetireAt (the grace period).
 type Secret struct {
 	Gen      uint8     `yaml:"gen"`
 	Key      string    `yaml:"key"` // base64, at least 32 bytes once decoded
 	RetireAt time.Time `yaml:"retire_at,omitempty"`
+	// IssueFrom is when the generation may start issuing codes (empty: at
+	// once); it verifies from the start. Set it past the end of the rolling
+	// restart that adds the key, so that no node issues codes another node
+	// cannot verify yet.
+	IssueFrom time.Time `yaml:"issue_from,omitempty"`
 }
 
 // TLS configures mutual TLS on the cluster port (raft and forwarding). All

@@ -44,6 +44,11 @@ type MasterKey struct {
 	// RetireAt is when codes of this generation stop verifying; the zero
 	// time means never.
 	RetireAt time.Time
+	// IssueFrom is when this generation may start issuing codes (the zero
+	// time: at once). It verifies from the start, so a key added with
+	// IssueFrom after a rolling restart ends is known to every node before
+	// any node issues with it.
+	IssueFrom time.Time
 }
 
 // slot is the key that verifies codes of one generation residue (gen mod 4).
@@ -273,13 +278,16 @@ func NewKeyring(keys []MasterKey, current uint8, opts ...Option) (*Keyring, erro
 }
 
 // LatestGen returns the highest generation among keys that is not retired
-// at now, for configurations that do not name the current generation.
-// It reports false when every key is retired or keys is empty.
+// at now and may issue at now (IssueFrom), for configurations that do not
+// name the current generation. It reports false when no key qualifies.
 func LatestGen(keys []MasterKey, now time.Time) (uint8, bool) {
 	var best uint8
 	found := false
 	for _, mk := range keys {
 		if !mk.RetireAt.IsZero() && !now.Before(mk.RetireAt) {
+			continue
+		}
+		if now.Before(mk.IssueFrom) {
 			continue
 		}
 		if !found || mk.Gen > best {

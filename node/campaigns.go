@@ -164,7 +164,7 @@ func (n *Node) issueLink(ctx *fasthttp.RequestCtx, campaign string) error {
 			n.recordLink(campaign, req.Inviter, num, variant)
 		}
 	}
-	cb, err := n.keys.AppendCode(nil, links.Code{Campaign: camp.Number, Inviter: num, Variant: variant})
+	cb, err := n.keys.Load().AppendCode(nil, links.Code{Campaign: camp.Number, Inviter: num, Variant: variant})
 	if err != nil {
 		return fmt.Errorf("issue code: %w", err)
 	}
@@ -183,7 +183,7 @@ func (n *Node) recordLink(campaign, inviter string, num uint32, variant uint8) {
 		return
 	}
 	now := n.now().UTC()
-	code, err := n.keys.AppendCode(nil, links.Code{Campaign: camp.Number, Inviter: num, Variant: variant})
+	code, err := n.keys.Load().AppendCode(nil, links.Code{Campaign: camp.Number, Inviter: num, Variant: variant})
 	if err != nil {
 		return
 	}
@@ -199,7 +199,7 @@ func (n *Node) recordLink(campaign, inviter string, num uint32, variant uint8) {
 
 // qr handles GET /{code}/qr.png: a QR code of the link's URL.
 func (n *Node) qr(ctx *fasthttp.RequestCtx, code string) error {
-	if _, err := n.keys.Verify([]byte(code), n.now()); err != nil {
+	if _, err := n.keys.Load().Verify([]byte(code), n.now()); err != nil {
 		n.linkNotFound(ctx)
 		return nil
 	}

@@ -85,7 +85,7 @@ func TestULIDGen(t *testing.T) {
 // testClickRec is a click as the redirect hands it over.
 func testClickRec(t testing.TB, n *Node, c links.Code, at time.Time, ip string, country string, ua string) clickRec {
 	t.Helper()
-	code, err := n.keys.AppendCode(nil, c)
+	code, err := n.keys.Load().AppendCode(nil, c)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -50,14 +50,15 @@ type Node struct {
 	trusted                []netip.Prefix
 	proxies                *clientip.Resolver // trusted, reading the configured header
 
-	keys    *links.Keyring
-	geo     *geo.DB // nil without a GeoIP database
-	ledger  *ledger.Ledger
-	cluster *cluster.Cluster
-	outbox  *outbox.Outbox
-	table   *routing.Table
-	policy  routing.Policy
-	rules   atomic.Pointer[ruleCache]
+	keys       atomic.Pointer[links.Keyring] // replaced by watchKeys when the issuing generation changes
+	masterKeys []links.MasterKey
+	geo        *geo.DB // nil without a GeoIP database
+	ledger     *ledger.Ledger
+	cluster    *cluster.Cluster
+	outbox     *outbox.Outbox
+	table      *routing.Table
+	policy     routing.Policy
+	rules      atomic.Pointer[ruleCache]
 
 	pool       *pgxpool.Pool // nil without a DSN
 	replicator *replicate.Replicator
@@ -135,9 +136,14 @@ func New(cfg config.Config, opts Options) (*Node, error) {
 	header := map[string]clientip.Header{"": clientip.HeaderXFF, "x-forwarded-for": clientip.HeaderXFF,
 		"forwarded": clientip.HeaderForwarded, "auto": clientip.HeaderAuto}[cfg.TrustedProxyHeader]
 	n.proxies = clientip.NewResolver(n.trusted, header)
-	if n.keys, err = NewKeyring(sec.Secrets, cfg.ClickTokenVersion, n.now()); err != nil {
+	if n.masterKeys, err = masterKeys(sec.Secrets, n.now()); err != nil {
 		return nil, err
 	}
+	kr, err := keyringAt(n.masterKeys, cfg.ClickTokenVersion, n.now())
+	if err != nil {
+		return nil, err
+	}
+	n.keys.Store(kr)
 	if len(cfg.GeoIP) > 0 {
 		if n.geo, err = geo.Open(cfg.GeoIP...); err != nil {
 			return nil, fmt.Errorf("open geoip: %w", err)
@@ -230,24 +236,50 @@ func keyList(k []byte) [][]byte {
 
 // NewKeyring builds the link keyring from the configured master keys and
 // click_token_version: every generation verifies until its retire_at, the
-// newest one not retired at now issues, and click tokens are signed in
-// version clickTokenVersion (1 or 2; both verify). `refrouter link` uses it
-// offline, the node at start.
+// newest one not retired at now whose issue_from has come issues, and click
+// tokens are signed in version clickTokenVersion (1 or 2; both verify).
+// `refrouter link` uses it offline, the node at start (and again whenever
+// the issuing generation changes, see watchKeys).
 func NewKeyring(secrets []config.Secret, clickTokenVersion int, now time.Time) (*links.Keyring, error) {
-	if clickTokenVersion != links.ClickTokenV1 && clickTokenVersion != links.ClickTokenV2 {
-		return nil, fmt.Errorf("config: click_token_version %d: must be %d or %d", clickTokenVersion, links.ClickTokenV1, links.ClickTokenV2)
+	keys, err := masterKeys(secrets, now)
+	if err != nil {
+		return nil, err
 	}
+	return keyringAt(keys, clickTokenVersion, now)
+}
+
+// masterKeys decodes the configured secrets. Codes carry the generation mod
+// 4, so a newer generation hides an older one of the same residue: that is
+// refused while the older one still verifies (not retired at now), since its
+// codes would stop verifying before their grace period ends.
+func masterKeys(secrets []config.Secret, now time.Time) ([]links.MasterKey, error) {
 	keys := make([]links.MasterKey, 0, len(secrets))
 	for _, s := range secrets {
 		k, err := base64.StdEncoding.DecodeString(s.Key)
 		if err != nil {
 			return nil, fmt.Errorf("config: secrets gen %d: not base64: %w", s.Gen, err)
 		}
-		keys = append(keys, links.MasterKey{Gen: s.Gen, Key: k, RetireAt: s.RetireAt})
+		keys = append(keys, links.MasterKey{Gen: s.Gen, Key: k, RetireAt: s.RetireAt, IssueFrom: s.IssueFrom})
+	}
+	for _, old := range keys {
+		for _, nw := range keys {
+			if nw.Gen > old.Gen && nw.Gen&3 == old.Gen&3 && (old.RetireAt.IsZero() || now.Before(old.RetireAt)) {
+				return nil, fmt.Errorf("config: secrets: gen %d would hide gen %d (codes carry the generation mod 4) while gen %d still verifies; retire gen %d first (retire_at in the past) or use another generation number",
+					nw.Gen, old.Gen, old.Gen, old.Gen)
+			}
+		}
+	}
+	return keys, nil
+}
+
+// keyringAt builds the keyring whose issuing generation is the one for now.
+func keyringAt(keys []links.MasterKey, clickTokenVersion int, now time.Time) (*links.Keyring, error) {
+	if clickTokenVersion != links.ClickTokenV1 && clickTokenVersion != links.ClickTokenV2 {
+		return nil, fmt.Errorf("config: click_token_version %d: must be %d or %d", clickTokenVersion, links.ClickTokenV1, links.ClickTokenV2)
 	}
 	cur, ok := links.LatestGen(keys, now)
 	if !ok {
-		return nil, errors.New("config: secrets: every master link key is retired")
+		return nil, errors.New("config: secrets: no master link key may issue codes now (every one is retired, or its issue_from is still to come)")
 	}
 	kr, err := links.NewKeyring(keys, cur, links.WithClickTokenVersion(uint8(clickTokenVersion)))
 	if err != nil {
@@ -274,6 +306,7 @@ func (n *Node) Start(ctx context.Context) error {
 		return fmt.Errorf("listen %s: %w", n.cfg.Listen, err)
 	}
 	n.ln = newTrackingListener(ln)
+	n.goRun(func() { n.watchKeys(runCtx) })
 	n.goRun(func() { n.recordClicks(runCtx) })
 	n.goRun(func() { n.submitLoop(runCtx) })
 	n.goRun(func() { n.watchMembers(runCtx) })
@@ -326,7 +359,7 @@ func (n *Node) Ledger() *ledger.Ledger { return n.ledger }
 func (n *Node) Cluster() *cluster.Cluster { return n.cluster }
 
 // Keys returns the node's link keyring.
-func (n *Node) Keys() *links.Keyring { return n.keys }
+func (n *Node) Keys() *links.Keyring { return n.keys.Load() }
 
 // WaitReady blocks until the node is ready or ctx is done.
 func (n *Node) WaitReady(ctx context.Context) error {
@@ -417,4 +450,40 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		n.log.Info("node stopped")
 	})
 	return n.shutErr
+}
+
+// watchKeys switches the issuing link-key generation when it changes with
+// time: a key's issue_from comes (the rotation's second step, without a
+// restart) or the issuing key's retire_at passes. It checks every few
+// seconds until ctx ends.
+func (n *Node) watchKeys(ctx context.Context) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n.refreshKeys(n.now())
+	}
+}
+
+// refreshKeys rebuilds the keyring when the generation that issues at now
+// differs from the current one.
+func (n *Node) refreshKeys(now time.Time) {
+	cur := n.keys.Load().Current()
+	if g, ok := links.LatestGen(n.masterKeys, now); !ok || g == cur {
+		if !ok {
+			n.log.Error("no master link key may issue codes now; still issuing with the last one", "gen", cur)
+		}
+		return
+	}
+	kr, err := keyringAt(n.masterKeys, n.cfg.ClickTokenVersion, now)
+	if err != nil {
+		n.log.Error("rebuild link keyring", "err", err)
+		return
+	}
+	n.keys.Store(kr)
+	n.log.Info("link codes now issued with another key generation", "from", cur, "to", kr.Current())
 }

@@ -90,7 +90,7 @@ type redirectRes struct {
 func (n *Node) redirect(req *redirectReq, loc []byte) redirectRes {
 	now := req.now
 	sample := n.clickID.Load()&63 == 0
-	v, err := n.keys.VerifyCode(req.code, now)
+	v, err := n.keys.Load().VerifyCode(req.code, now)
 	c := v.Code()
 	if err != nil {
 		n.metrics.redirNotFound.Inc()
@@ -137,7 +137,7 @@ func (n *Node) redirect(req *redirectReq, loc []byte) redirectRes {
 		loc = append(loc, '?')
 	}
 	loc = append(loc, "rr_click="...)
-	loc, err = n.keys.AppendClickTokenFor(loc, v, links.Click{Code: c, ClickID: id, At: now, Node: n.cfg.Name})
+	loc, err = n.keys.Load().AppendClickTokenFor(loc, v, links.Click{Code: c, ClickID: id, At: now, Node: n.cfg.Name})
 	if err != nil {
 		// Only a keyring without the code's generation can fail here, and
 		// Verify just accepted it: answer as for an unknown code.

@@ -85,7 +85,7 @@ func newTestNode(tb testing.TB, withGeo bool, rules string) (*Node, string) {
 		tb.Fatal(err)
 	}
 	num := n.ledger.Campaigns().ByID("bench").Number
-	code, err := n.keys.AppendCode(nil, links.Code{Campaign: num, Inviter: l.InviterNumber})
+	code, err := n.keys.Load().AppendCode(nil, links.Code{Campaign: num, Inviter: l.InviterNumber})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -116,7 +116,7 @@ func TestRedirectHandler(t *testing.T) {
 	if !ok {
 		t.Fatalf("Location %q", loc)
 	}
-	click, err := n.keys.VerifyClick([]byte(tok), time.Now())
+	click, err := n.keys.Load().VerifyClick([]byte(tok), time.Now())
 	if err != nil || click.Node != "t-1" {
 		t.Fatalf("click token %q: %+v %v", tok, click, err)
 	}
@@ -213,7 +213,7 @@ func TestRedirectFragment(t *testing.T) {
 			if !ok {
 				t.Fatalf("Location %q, want %q<token>%q", loc, tt.prefix, tt.suffix)
 			}
-			if _, err := n.keys.VerifyClick([]byte(tok), time.Now()); err != nil {
+			if _, err := n.keys.Load().VerifyClick([]byte(tok), time.Now()); err != nil {
 				t.Fatalf("token %q: %v", tok, err)
 			}
 		})

@@ -202,18 +202,18 @@ func (n *Node) register(ctx *fasthttp.RequestCtx) error {
 	var clickAt time.Time
 	var codeStr string
 	if req.Click != "" {
-		click, err := n.keys.VerifyClick([]byte(req.Click), now)
+		click, err := n.keys.Load().VerifyClick([]byte(req.Click), now)
 		if err != nil {
 			return invalid("click token rejected: %v", err)
 		}
 		code, clickAt = click.Code, click.At
-		cb, err := n.keys.AppendCode(nil, code)
+		cb, err := n.keys.Load().AppendCode(nil, code)
 		if err != nil {
 			return invalid("click token rejected: %v", err)
 		}
 		codeStr = string(cb)
 	} else {
-		code, err = n.keys.Verify([]byte(req.Code), now)
+		code, err = n.keys.Load().Verify([]byte(req.Code), now)
 		if err != nil {
 			return invalid("code rejected: %v", err)
 		}
