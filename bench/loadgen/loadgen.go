@@ -281,6 +281,14 @@ func work(ctx context.Context, c *fasthttp.HostClient, host string, tls bool, ti
 				return
 			}
 		}
+		if start := time.Now(); start.Sub(j.at) >= timeout {
+			// Queued past its timeout (the target stalls and the
+			// connections are all busy): it has timed out already, and
+			// sending it would keep a stalled run going for
+			// queue x timeout / connections after its end.
+			rec.record(j.at, j.at.Add(timeout), bench.KindTimeout, false)
+			continue
+		}
 		req.Reset()
 		resp.Reset()
 		build(req, j.seq)

@@ -368,3 +368,52 @@ func BenchmarkRun(b *testing.B) {
 		b.ReportMetric(float64(res.Percentiles().P99.Microseconds()), "p99-µs")
 	}
 }
+
+// TestStalledTargetEndsOnTime: against a target that accepts connections and
+// never answers, a run ends about its timeout after its schedule, counting
+// every request as a timeout, instead of sending the whole queue one
+// timeout at a time per connection.
+func TestStalledTargetEndsOnTime(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns []net.Conn
+	var mu sync.Mutex
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c) // read nothing, answer nothing
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	o := Options{Rate: 20, Connections: 1, Duration: time.Second, Timeout: 500 * time.Millisecond}
+	begin := time.Now()
+	res, err := Run(context.Background(), o, Target{Name: "stalled", URL: "http://" + ln.Addr().String()}, getPath("/"), nil)
+	took := time.Since(begin)
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	// Sending all 20 one after another would take 20 x 0.5 s = 10 s.
+	if took > 5*time.Second {
+		t.Errorf("a 1 s run against a stalled target took %v", took)
+	}
+	if res.Sent != 20 || res.Errors[bench.KindTimeout] != 20 {
+		t.Errorf("sent %d, errors %v: want 20 timeouts", res.Sent, res.Errors)
+	}
+}
