@@ -286,7 +286,7 @@ func benchCmd() *cobra.Command {
 				return err
 			}
 			f := benchFlags{compare: args[0], threshold: threshold}
-			return f.report(io.Discard, cur)
+			return f.report(cmd.OutOrStdout(), cur)
 		},
 	}
 	compare.Flags().Float64Var(&threshold, "threshold", 0.10, "regression threshold (0.10 = 10 %)")

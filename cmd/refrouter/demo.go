@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -61,6 +62,16 @@ func demoCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			out := cmd.OutOrStdout()
+			if writeConfigs != "" && dataDir == "" {
+				return fmt.Errorf("--write-configs needs --data-dir: the configs point at the nodes' data, which a temporary directory would take away when the demo stops")
+			}
+			var level slog.Level
+			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+				return fmt.Errorf("--log-level %q: must be debug, info, warn or error", logLevel)
+			}
+			if last := basePort + 3*len(localcluster.DemoSites); basePort < 0 || last > 65535 {
+				return fmt.Errorf("--base-port %d: the demo listens on base+1 to base+%d, which must be ports up to 65535", basePort, last-basePort)
+			}
 			temp := false
 			if dataDir == "" {
 				d, err := os.MkdirTemp("", "refrouter-demo-")

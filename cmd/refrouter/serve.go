@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -22,10 +23,11 @@ func loadConfig(cmd *cobra.Command, path string) (config.Config, error) {
 		return cfg, err
 	}
 	var ferr error
+	keys := config.Keys()
 	cmd.Flags().Visit(func(f *pflag.Flag) {
 		key := strings.ReplaceAll(f.Name, "-", "_")
-		if key == "config" {
-			return
+		if !slices.Contains(keys, key) {
+			return // the command's own flags (--config, --log-json)
 		}
 		if err := cfg.Set(key, f.Value.String()); err != nil && ferr == nil {
 			ferr = err
