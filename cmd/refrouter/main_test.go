@@ -303,4 +303,24 @@ func TestOutboxCommand(t *testing.T) {
 	if err != nil || strings.Contains(out, "replicator") || !strings.Contains(out, "cursor submitter 4\n") {
 		t.Fatalf("status after the drop: %v %q", err, out)
 	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"drop-cursor", "nosuch"}, "no cursor"},
+		{[]string{"drop-cursor", "submitter"}, "never dropped"},
+	} {
+		if msg, err := run(tc.args...); err == nil || !strings.Contains(msg, tc.want) {
+			t.Errorf("%v: %v, stderr %q", tc.args, err, msg)
+		}
+	}
+	// A wrong --data-dir is an error, and nothing is created there.
+	wrong := filepath.Join(t.TempDir(), "typo")
+	cmd := exec.Command(binary(t), "outbox", "status", "--data-dir", wrong)
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "no outbox directory") {
+		t.Errorf("status of a wrong --data-dir: %v %q", err, out)
+	}
+	if _, err := os.Stat(wrong); !os.IsNotExist(err) {
+		t.Errorf("status created %s: %v", wrong, err)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"os"
 	"path/filepath"
 	"slices"
 
@@ -20,7 +21,11 @@ func outboxCmd() *cobra.Command {
 		if dataDir == "" {
 			return nil, fmt.Errorf("--data-dir is required")
 		}
-		return outbox.Open(outbox.Options{Dir: filepath.Join(dataDir, "outbox"), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		dir := filepath.Join(dataDir, "outbox")
+		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+			return nil, fmt.Errorf("--data-dir %q: no outbox directory %s (is it the node's data_dir?)", dataDir, dir)
+		}
+		return outbox.Open(outbox.Options{Dir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	}
 	status := &cobra.Command{
 		Use:   "status --data-dir DIR",
@@ -46,18 +51,26 @@ func outboxCmd() *cobra.Command {
 		Short: "Forget a consumer that is gone for good (replicator: a node that no longer replicates to a database), so the records only it held are deleted",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			name := args[0]
+			if name == "submitter" {
+				return fmt.Errorf("cursor %q is the node's own (registrations not yet submitted to the ledger): it is never dropped", name)
+			}
 			o, err := open()
 			if err != nil {
 				return err
 			}
-			if err := o.DropCursor(args[0]); err != nil {
+			if _, ok := o.Cursors()[name]; !ok {
+				o.Close()
+				return fmt.Errorf("no cursor %q in %s (see `refrouter outbox status`)", name, dataDir)
+			}
+			if err := o.DropCursor(name); err != nil {
 				o.Close()
 				return err
 			}
 			if err := o.Close(); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "dropped cursor %s\n", args[0])
+			fmt.Fprintf(cmd.OutOrStdout(), "dropped cursor %s\n", name)
 			return nil
 		},
 	}
