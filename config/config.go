@@ -298,10 +298,20 @@ func (c *Config) ApplyEnv(environ []string) error {
 	for _, k := range Keys() {
 		known["REFROUTER_"+strings.ToUpper(k)] = k
 	}
+	structured := map[string]string{} // keys only the file can set
+	t := reflect.TypeOf(Config{})
+	for i := 0; i < t.NumField(); i++ {
+		if f := t.Field(i); !settable(f.Type) && yamlKey(f) != "" {
+			structured["REFROUTER_"+strings.ToUpper(yamlKey(f))] = yamlKey(f)
+		}
+	}
 	for _, kv := range environ {
 		name, value, ok := strings.Cut(kv, "=")
 		if !ok {
 			continue
+		}
+		if key, ok := structured[name]; ok {
+			return &Error{Field: key, Err: fmt.Errorf("cannot be set from the environment (%s); set it in the config file", name)}
 		}
 		if key, ok := known[name]; ok {
 			if err := c.Set(key, value); err != nil {

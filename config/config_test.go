@@ -156,6 +156,9 @@ func TestEnvOverrides(t *testing.T) {
 	if err := cfg.ApplyEnv([]string{"REFROUTER_LAT=north"}); err == nil || !strings.Contains(err.Error(), "REFROUTER_LAT") {
 		t.Errorf("bad env value: %v", err)
 	}
+	if err := cfg.ApplyEnv([]string{"REFROUTER_ROUTING=redirect"}); err == nil || !strings.Contains(err.Error(), "routing") || !strings.Contains(err.Error(), "REFROUTER_ROUTING") {
+		t.Errorf("a structured key from env: %v, want an error naming it", err)
+	}
 	if err := cfg.ApplyEnv([]string{"REFROUTER_CLICK_TOKEN_VERSION=1"}); err != nil || cfg.ClickTokenVersion != 1 {
 		t.Errorf("click_token_version from env: %v %v", cfg.ClickTokenVersion, err)
 	}
