@@ -12,6 +12,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -144,8 +145,19 @@ func New(cfg config.Config, opts Options) (*Node, error) {
 		return nil, err
 	}
 	n.keys.Store(kr)
-	if len(cfg.GeoIP) > 0 {
-		if n.geo, err = geo.Open(cfg.GeoIP...); err != nil {
+	// A GeoIP file that is not there is skipped with a warning (the node
+	// serves without geolocation, as when none is configured: an optional
+	// volume left empty); one that is there but unreadable is an error.
+	var geoFiles []string
+	for _, p := range cfg.GeoIP {
+		if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
+			n.log.Warn("GeoIP database not found; serving without it", "geoip", p)
+			continue
+		}
+		geoFiles = append(geoFiles, p)
+	}
+	if len(geoFiles) > 0 {
+		if n.geo, err = geo.Open(geoFiles...); err != nil {
 			return nil, fmt.Errorf("open geoip: %w", err)
 		}
 	}

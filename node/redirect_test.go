@@ -31,6 +31,12 @@ func freeAddr(tb testing.TB) string {
 // rules are given (nil: none), and returns it with a share code.
 func newTestNode(tb testing.TB, withGeo bool, rules string) (*Node, string) {
 	tb.Helper()
+	return newTestNodeWith(tb, withGeo, rules, nil)
+}
+
+// newTestNodeWith is newTestNode with the config edited before the node starts.
+func newTestNodeWith(tb testing.TB, withGeo bool, rules string, edit func(*config.Config)) (*Node, string) {
+	tb.Helper()
 	dir := tb.TempDir()
 	cfg := config.Default()
 	cfg.Name, cfg.Region, cfg.Lat, cfg.Lon = "t-1", "eu-central", 50.11, 8.68
@@ -45,6 +51,9 @@ func newTestNode(tb testing.TB, withGeo bool, rules string) (*Node, string) {
 			tb.Fatal(err)
 		}
 		cfg.GeoIP = []string{p}
+	}
+	if edit != nil {
+		edit(&cfg)
 	}
 	n, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
@@ -287,5 +296,19 @@ func TestForwardedIgnoredByDefault(t *testing.T) {
 	n.handle(ctx)
 	if loc := string(ctx.Response.Header.Peek("Location")); !strings.HasPrefix(loc, "https://live.example.com/room/42?") {
 		t.Fatalf("Location %q: a client's Forwarded header was believed", loc)
+	}
+}
+
+// TestMissingGeoIPSkipped: a configured GeoIP file that is not there (an
+// optional volume left empty) leaves the node serving without geolocation.
+func TestMissingGeoIPSkipped(t *testing.T) {
+	n, code := newTestNodeWith(t, false, "", func(c *config.Config) { c.GeoIP = []string{"/nonexistent/GeoLite2-City.mmdb"} })
+	if n.geo != nil {
+		t.Fatal("a GeoIP database was opened")
+	}
+	ctx := redirectCtx(code, "203.0.113.10")
+	n.handle(ctx)
+	if ctx.Response.StatusCode() != 302 {
+		t.Fatalf("status %d", ctx.Response.StatusCode())
 	}
 }
