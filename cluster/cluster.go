@@ -87,7 +87,8 @@ type Cluster struct {
 	observer *raft.Observer
 	metrics  *metrics
 
-	reconcileMu sync.Mutex // one reconcile at a time
+	reconcileMu sync.Mutex     // one reconcile at a time
+	rec         reconcileState // guarded by reconcileMu
 
 	mu       sync.Mutex
 	meta     Meta
@@ -295,10 +296,22 @@ func (c *Cluster) startMemberlist() error {
 	}
 	mc.BindAddr = host
 	mc.BindPort, _ = strconv.Atoi(port)
+	mc.Logger = newStdLogger(c.log, "memberlist", &c.stopping)
+	nt, err := newGossipTransport(c.ctx, host, mc.BindPort, mc.Logger)
+	if err != nil {
+		return err
+	}
+	mc.Transport = nt
+	mc.BindPort = nt.GetAutoBindPort()
 	mc.AdvertisePort = mc.BindPort
 	if cfg.AdvertiseGossip != "" {
 		ah, ap, err := net.SplitHostPort(cfg.AdvertiseGossip)
 		if err != nil {
+			_ = nt.Shutdown()
+			return fmt.Errorf("advertise gossip address %q: %w", cfg.AdvertiseGossip, err)
+		}
+		if ah, err = resolveHost(c.ctx, ah); err != nil {
+			_ = nt.Shutdown()
 			return fmt.Errorf("advertise gossip address %q: %w", cfg.AdvertiseGossip, err)
 		}
 		mc.AdvertiseAddr = ah
@@ -307,6 +320,7 @@ func (c *Cluster) startMemberlist() error {
 	if len(cfg.GossipKeys) > 0 {
 		kr, err := memberlist.NewKeyring(cfg.GossipKeys, cfg.GossipKeys[0])
 		if err != nil {
+			_ = nt.Shutdown()
 			return fmt.Errorf("gossip keyring: %w", err)
 		}
 		c.keyring = kr
@@ -317,9 +331,9 @@ func (c *Cluster) startMemberlist() error {
 	mc.Label = cfg.Label
 	mc.Delegate = delegate{c}
 	mc.Events = delegate{c}
-	mc.Logger = newStdLogger(c.log, "memberlist", &c.stopping)
 	ml, err := memberlist.Create(mc)
 	if err != nil {
+		_ = nt.Shutdown()
 		return fmt.Errorf("start memberlist on %q: %w", cfg.GossipAddr, err)
 	}
 	c.ml = ml
@@ -383,12 +397,28 @@ func (c *Cluster) joinLoop() {
 	}
 	backoff := 100 * time.Millisecond
 	for {
-		n, err := c.ml.Join(seeds)
-		if n > 0 {
-			c.log.Info("cluster joined", "contacted", n)
+		// One seed at a time, so Shutdown is noticed between seeds; a dial
+		// in progress ends with c.ctx too (gossipTransport).
+		contacted := 0
+		var errs []error
+		for _, s := range seeds {
+			if c.ctx.Err() != nil {
+				return
+			}
+			n, err := c.ml.Join([]string{s})
+			contacted += n
+			if err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if c.ctx.Err() != nil {
 			return
 		}
-		c.log.Warn("cluster join", "seeds", seeds, "err", err, "retry_in", backoff)
+		if contacted > 0 {
+			c.log.Info("cluster joined", "contacted", contacted)
+			return
+		}
+		c.log.Warn("cluster join", "seeds", seeds, "err", errors.Join(errs...), "retry_in", backoff)
 		if !c.sleep(backoff) {
 			return
 		}
@@ -396,9 +426,13 @@ func (c *Cluster) joinLoop() {
 	}
 }
 
-// bootstrapLoop bootstraps raft once gossip shows BootstrapExpect voters and
-// this node has the lowest name among them.
+// bootstrapLoop bootstraps raft once gossip shows exactly BootstrapExpect
+// alive voter-capable members, none with raft state, and this node has the
+// lowest name among them. With more such members than BootstrapExpect it
+// never bootstraps (two nodes could otherwise bootstrap different
+// configurations) and logs the misconfiguration once.
 func (c *Cluster) bootstrapLoop() {
+	tooMany := false
 	for {
 		if c.raft.LastIndex() > 0 {
 			return
@@ -420,7 +454,18 @@ func (c *Cluster) bootstrapLoop() {
 			c.log.Info("cluster: a member already has raft state; waiting to be added")
 			return
 		}
-		if len(voters) >= c.cfg.BootstrapExpect {
+		switch {
+		case len(voters) > c.cfg.BootstrapExpect:
+			if !tooMany {
+				tooMany = true
+				names := make([]string, len(voters))
+				for i, m := range voters {
+					names[i] = m.Name
+				}
+				c.log.Error("cluster: not bootstrapping: more voter-capable members without raft state than bootstrap_expect; bootstrap_expect must equal the number of initial voters",
+					"bootstrap_expect", c.cfg.BootstrapExpect, "voters", names)
+			}
+		case len(voters) == c.cfg.BootstrapExpect:
 			sort.Slice(voters, func(i, j int) bool { return voters[i].Name < voters[j].Name })
 			if voters[0].Name != c.cfg.Name {
 				return // the lowest name bootstraps; the leader adds us
@@ -534,6 +579,9 @@ func (c *Cluster) ApplyIndex(ctx context.Context, cmd []byte) ([]byte, uint64, e
 func (c *Cluster) applyID(ctx context.Context, id cmdID, cmd []byte) (outcome, error) {
 	if !c.started.Load() {
 		return outcome{}, ErrNotStarted
+	}
+	if len(cmd) > MaxCommandBytes {
+		return outcome{}, fmt.Errorf("apply command of %d bytes (at most %d): %w", len(cmd), MaxCommandBytes, ErrCommandTooLarge)
 	}
 	backoff := 5 * time.Millisecond
 	var lastErr error
@@ -757,7 +805,32 @@ func (c *Cluster) reconcileLoop() {
 	}
 }
 
+// reconcileState is what the leader remembers between reconciles, for one
+// term: reset when this node leads a new term. Guarded by reconcileMu.
+type reconcileState struct {
+	term    uint64
+	missing map[string]time.Time // servers in the configuration without a member entry: first reconcile that missed them
+	logged  map[string]bool      // once-per-term log lines already written
+}
+
+// logOnce reports whether key was not yet logged this term, and marks it.
+func (s *reconcileState) logOnce(key string) bool {
+	if s.logged[key] {
+		return false
+	}
+	s.logged[key] = true
+	return true
+}
+
 // reconcile makes the raft configuration follow gossip; only the leader acts.
+//
+// Alive members are added (voters as voters, others as non-voters) and a
+// voter whose metadata says non-voter is demoted when the voters left can
+// still form a majority. A server leaves the configuration when its member
+// left, was dead longer than DeadServerTimeout, or has had no member entry
+// at all for DeadServerTimeout (counted from the first reconcile of this
+// leadership term that missed it, once this node has joined gossip) and
+// does not answer on its cluster address.
 func (c *Cluster) reconcile() {
 	if c.raft.State() != raft.Leader || c.ctx.Err() != nil {
 		return
@@ -766,6 +839,10 @@ func (c *Cluster) reconcile() {
 		return
 	}
 	defer c.reconcileMu.Unlock()
+	now := time.Now()
+	if term := c.raft.CurrentTerm(); term != c.rec.term || c.rec.missing == nil {
+		c.rec = reconcileState{term: term, missing: make(map[string]time.Time), logged: make(map[string]bool)}
+	}
 	f := c.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
 		return
@@ -785,7 +862,46 @@ func (c *Cluster) reconcile() {
 		ms[n] = entry{e.m, e.since, e.leaving}
 	}
 	c.mu.Unlock()
+	alive := func(name string) bool {
+		if name == c.cfg.Name {
+			return true
+		}
+		e, ok := ms[name]
+		return ok && e.m.State == StateAlive && !e.leaving
+	}
+	// canDemote: the voters left after demoting name still have a live
+	// majority among them.
+	canDemote := func(name string) bool {
+		voters, live := 0, 0
+		for id, s := range inCfg {
+			if id == name || s.Suffrage != raft.Voter {
+				continue
+			}
+			voters++
+			if alive(id) {
+				live++
+			}
+		}
+		return voters > 0 && 2*live > voters
+	}
 	const timeout = 5 * time.Second
+	if s, ok := inCfg[c.cfg.Name]; ok && !c.cfg.Voter && s.Suffrage == raft.Voter {
+		// This leader is configured as a non-voter: hand leadership over;
+		// the next leader demotes it.
+		others := false
+		for id, s := range inCfg {
+			others = others || (id != c.cfg.Name && s.Suffrage == raft.Voter && alive(id))
+		}
+		if others && canDemote(c.cfg.Name) {
+			c.log.Info("cluster: configured as non-voter; transferring leadership to be demoted")
+			if err := c.raft.LeadershipTransfer().Error(); err != nil {
+				c.log.Warn("cluster: leadership transfer", "err", err)
+			}
+			return
+		} else if c.rec.logOnce("self-demote") {
+			c.log.Warn("cluster: configured as non-voter but no other voter can take over; staying a voter")
+		}
+	}
 	for name, e := range ms {
 		if name == c.cfg.Name || e.m.State != StateAlive || e.m.ClusterAddr == "" || e.leaving {
 			continue
@@ -798,6 +914,17 @@ func (c *Cluster) reconcile() {
 			if err := c.raft.AddVoter(raft.ServerID(name), addr, 0, timeout).Error(); err != nil {
 				c.log.Warn("cluster: add voter", "member", name, "err", err)
 			}
+		case !e.m.Voter && ok && s.Suffrage == raft.Voter:
+			if !canDemote(name) {
+				if c.rec.logOnce("demote:" + name) {
+					c.log.Warn("cluster: member is configured as non-voter but demoting it would leave no live majority of voters; keeping it a voter for now", "member", name)
+				}
+				continue
+			}
+			c.log.Info("cluster: demoting voter configured as non-voter", "member", name)
+			if err := c.raft.DemoteVoter(raft.ServerID(name), 0, timeout).Error(); err != nil {
+				c.log.Warn("cluster: demote voter", "member", name, "err", err)
+			}
 		case !e.m.Voter && (!ok || s.Address != addr):
 			c.log.Info("cluster: adding non-voter", "member", name, "addr", addr)
 			if err := c.raft.AddNonvoter(raft.ServerID(name), addr, 0, timeout).Error(); err != nil {
@@ -805,21 +932,66 @@ func (c *Cluster) reconcile() {
 			}
 		}
 	}
-	for name := range inCfg {
-		e, ok := ms[name]
-		if name == c.cfg.Name || !ok {
+	for name := range c.rec.missing {
+		if _, ok := inCfg[name]; !ok {
+			delete(c.rec.missing, name)
+		}
+	}
+	joined := false
+	select {
+	case <-c.joinedCh:
+		joined = true
+	default:
+	}
+	for name, s := range inCfg {
+		if name == c.cfg.Name {
 			continue
 		}
-		gone := e.m.State == StateLeft ||
-			(e.m.State == StateDead && time.Since(e.since) > c.cfg.DeadServerTimeout)
+		e, ok := ms[name]
+		var gone bool
+		state := e.m.State
+		if ok {
+			delete(c.rec.missing, name)
+			gone = e.m.State == StateLeft ||
+				(e.m.State == StateDead && now.Sub(e.since) > c.cfg.DeadServerTimeout)
+		} else if joined {
+			// Never seen by gossip (it may have died while every other
+			// node restarted): dead once missing for DeadServerTimeout.
+			state = "unknown to gossip"
+			first, seen := c.rec.missing[name]
+			if !seen {
+				c.rec.missing[name] = now
+				first = now
+			}
+			if now.Sub(first) > c.cfg.DeadServerTimeout {
+				if c.answers(string(s.Address)) {
+					if c.rec.logOnce("missing:" + name) {
+						c.log.Warn("cluster: server in the raft configuration is unknown to gossip but answers on its cluster address; keeping it", "member", name, "addr", s.Address)
+					}
+					continue
+				}
+				gone = true
+			}
+		}
 		if !gone {
 			continue
 		}
-		c.log.Info("cluster: removing server", "member", name, "state", e.m.State)
+		c.log.Info("cluster: removing server", "member", name, "state", state)
 		if err := c.raft.RemoveServer(raft.ServerID(name), 0, timeout).Error(); err != nil {
 			c.log.Warn("cluster: remove server", "member", name, "err", err)
 		}
 	}
+}
+
+// answers reports whether a node answers on the cluster address addr (it
+// completes the cluster-key handshake within a second).
+func (c *Cluster) answers(addr string) bool {
+	conn, err := c.d.dial(addr, kindStatus, time.Second)
+	if err != nil {
+		return false
+	}
+	conn.Close()
+	return true
 }
 
 // QuietLibraryErrors makes raft, its transport and memberlist log their
@@ -871,11 +1043,13 @@ func (c *Cluster) doStop(ctx context.Context, leave bool) error {
 			errs = append(errs, fmt.Errorf("raft shutdown: %w", err))
 		}
 	}
-	if c.batch != nil {
-		c.batch.close()
-	}
+	// Close the cluster port's connections (forwarding ones included, whose
+	// handlers return) before waiting for the batcher's entries in flight.
 	if c.mux != nil {
 		c.mux.close()
+	}
+	if c.batch != nil {
+		c.batch.close()
 	}
 	if c.trans != nil {
 		c.trans.Close()
@@ -969,6 +1143,32 @@ func (c *Cluster) serveLeave(conn net.Conn) {
 	}
 	c.markLeaving(string(name))
 	_, _ = conn.Write([]byte{1})
+}
+
+// resolveHost returns host if it is an IP address, else the first address
+// it resolves to (IPv4 preferred): memberlist advertises an IP, while
+// deployments name nodes (a StatefulSet pod's DNS name, say).
+func resolveHost(ctx context.Context, host string) (string, error) {
+	if net.ParseIP(host) != nil {
+		return host, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		return "", fmt.Errorf("resolve %q: %w", host, err)
+	}
+	if len(addrs) == 0 {
+		return "", fmt.Errorf("resolve %q: no addresses", host)
+	}
+	best := addrs[0]
+	for _, a := range addrs {
+		if a.Unmap().Is4() {
+			best = a.Unmap()
+			break
+		}
+	}
+	return best.String(), nil
 }
 
 func leaveTimeout(ctx context.Context, def time.Duration) time.Duration {

@@ -37,7 +37,7 @@ type Config struct {
 	// bound addresses by default.
 	AdvertiseGossip, AdvertiseCluster string
 
-	Seeds   []string // gossip addresses to join; retried with backoff until joined or Shutdown
+	Seeds   []string // gossip addresses to join, one at a time; retried with backoff until joined or Shutdown
 	Profile string   // local, lan or wan (default lan); see the package doc
 
 	GossipKeys [][]byte // AES keys (16/24/32 bytes); the first is primary; nil disables encryption
@@ -52,7 +52,7 @@ type Config struct {
 	Dial DialFunc
 
 	Voter           bool // may be a raft voter
-	BootstrapExpect int  // 0: never bootstrap; see the package doc
+	BootstrapExpect int  // 0: never bootstrap; else the exact number of initial voters; see the package doc
 	DataDir         string
 
 	ReconcileInterval time.Duration // default 1s (local 250ms)

@@ -53,10 +53,30 @@
 // peers record "left" (not "dead") whichever arrives first.
 //
 // Raft membership follows gossip: with BootstrapExpect set, once gossip shows
-// that many alive voter-capable members and none of them has raft state, the
-// one with the lowest name bootstraps with all of them as voters. Afterwards
-// the leader adds alive members (voters as voters, others as non-voters) and
-// removes members that left, or were dead longer than DeadServerTimeout.
+// exactly that many alive voter-capable members and none of them has raft
+// state, the one with the lowest name bootstraps with all of them as voters.
+// BootstrapExpect must equal the number of initial voters: a node that sees
+// more voter-capable members without raft state than BootstrapExpect does
+// not bootstrap (another node, seeing fewer, may already have bootstrapped
+// a different configuration) and logs the misconfiguration once; it is
+// added by the leader if one appears.
+//
+// Afterwards the leader adds alive members (voters as voters, others as
+// non-voters), demotes a voter whose metadata says non-voter (when the
+// voters left still have a live majority; a leader configured as non-voter
+// first hands leadership over), and removes members that left, or were dead
+// longer than DeadServerTimeout. A server in the raft configuration that
+// gossip does not know at all (it died for good while the others
+// restarted) counts as dead from the first reconcile of the current
+// leadership term that misses it, once this node has joined gossip, and is
+// removed after DeadServerTimeout unless it still answers on its cluster
+// address.
+//
+// A forwarding connection on the leader holds at most a fixed number of
+// commands in progress; a peer that stops reading its replies stops only
+// that connection, which is closed once a reply write has waited
+// ApplyTimeout. Commands longer than MaxCommandBytes are refused
+// (ErrCommandTooLarge).
 //
 // Per-node grow-only counters (Counters) travel with memberlist's push-pull
 // state sync, so their totals converge within about one push-pull interval.

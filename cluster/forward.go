@@ -21,14 +21,25 @@ var errRetry = errors.New("cluster: leader could not apply command")
 // request frames, feeds their commands to the batcher and writes replies as
 // they complete (coalesced into frames). It returns when the connection fails
 // or is closed.
+//
+// The batcher calls a command's done from its own goroutines, which must
+// never block (see pending), so a reply is queued without waiting: each
+// command read takes one of cap(out) credits, given back once its reply
+// leaves the queue, so the queue cannot be full when a reply arrives. A peer
+// that stops reading replies therefore only stops this connection's reader;
+// writeReplies gives up on it after ApplyTimeout and closes it.
 func (c *Cluster) serveForward(conn net.Conn) {
-	out := make(chan reply, 1024)
+	queue := max(forwardReplyQueue, 4*c.cfg.MaxBatch)
+	out := make(chan reply, queue)
+	credits := make(chan struct{}, queue)
 	connDone := make(chan struct{})
+	writerDone := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		c.writeReplies(conn, out, connDone)
+		defer close(writerDone)
+		c.writeReplies(conn, out, credits, connDone)
 	}()
 	defer func() {
 		close(connDone)
@@ -38,7 +49,12 @@ func (c *Cluster) serveForward(conn net.Conn) {
 	send := func(r reply) {
 		select {
 		case out <- r:
-		case <-connDone:
+		default:
+			// Cannot happen while credits bound the queue; never block a
+			// batcher goroutine regardless. The peer retries the command
+			// under the same id and the dedup window answers it.
+			c.log.Warn("cluster: forwarding reply queue full; dropping connection", "remote", conn.RemoteAddr().String())
+			conn.Close()
 		}
 	}
 	for {
@@ -53,6 +69,13 @@ func (c *Cluster) serveForward(conn net.Conn) {
 		}
 		c.metrics.served.Add(float64(len(cmds)))
 		for _, cm := range cmds {
+			select {
+			case credits <- struct{}{}:
+			case <-writerDone:
+				return
+			case <-c.ctx.Done():
+				return
+			}
 			if c.raft.State() != raft.Leader {
 				send(reply{id: cm.id, data: []byte(raft.ErrNotLeader.Error())})
 				continue
@@ -72,38 +95,67 @@ func (c *Cluster) serveForward(conn net.Conn) {
 	}
 }
 
-func (c *Cluster) writeReplies(conn net.Conn, out <-chan reply, connDone <-chan struct{}) {
+// forwardReplyQueue is the least number of replies a forwarding connection
+// queues (and of its commands in progress on the leader).
+const forwardReplyQueue = 1024
+
+// maxReplyFrameBytes bounds the replies coalesced into one frame (a single
+// larger reply still goes alone), well below maxFrameBytes.
+const maxReplyFrameBytes = maxFrameBytes / 4
+
+// writeReplies writes the replies queued on out, coalesced into frames, and
+// gives one credit back for each reply it takes off the queue. Each write
+// must finish within ApplyTimeout: a peer that does not read its replies
+// gets its connection closed. It returns when the write fails or connDone is
+// closed.
+func (c *Cluster) writeReplies(conn net.Conn, out <-chan reply, credits <-chan struct{}, connDone <-chan struct{}) {
 	var buf []byte
 	rs := make([]reply, 0, 64)
+	var carry *reply
 	for {
 		rs = rs[:0]
-		select {
-		case r := <-out:
-			rs = append(rs, r)
-		case <-connDone:
-			return
+		size := 0
+		if carry != nil {
+			rs = append(rs, *carry)
+			size += len(carry.data)
+			carry = nil
+		} else {
+			select {
+			case r := <-out:
+				<-credits
+				rs = append(rs, r)
+				size += len(r.data)
+			case <-connDone:
+				return
+			}
 		}
 	more:
 		for len(rs) < c.cfg.MaxBatch {
 			select {
 			case r := <-out:
+				<-credits
+				if size+len(r.data) > maxReplyFrameBytes {
+					carry = &r
+					break more
+				}
 				rs = append(rs, r)
+				size += len(r.data)
 			default:
 				break more
 			}
 		}
 		buf = appendReplies(append(buf[:0], 0, 0, 0, 0), rs)
 		binary.BigEndian.PutUint32(buf, uint32(len(buf)-4))
-		if _, err := conn.Write(buf); err != nil {
+		if err := conn.SetWriteDeadline(time.Now().Add(c.cfg.ApplyTimeout)); err != nil {
 			conn.Close()
-			// Keep draining so senders never block until connDone.
-			for {
-				select {
-				case <-out:
-				case <-connDone:
-					return
-				}
+			return
+		}
+		if _, err := conn.Write(buf); err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				c.log.Warn("cluster: write forwarding replies; closing connection", "remote", conn.RemoteAddr().String(), "err", err)
 			}
+			conn.Close()
+			return
 		}
 	}
 }
@@ -194,22 +246,38 @@ func (fc *fwdConn) fail() {
 	})
 }
 
+// writeLoop sends the queued commands in frames of at most f.max commands
+// and maxFrameBytes bytes (applyID refuses a command that cannot fit alone).
 func (f *forwarder) writeLoop(fc *fwdConn) {
 	var buf []byte
 	cmds := make([]command, 0, 64)
+	var carry *command
 	for {
 		cmds = cmds[:0]
-		select {
-		case cm := <-fc.out:
-			cmds = append(cmds, cm)
-		case <-fc.done:
-			return
+		size := binary.MaxVarintLen64
+		if carry != nil {
+			cmds = append(cmds, *carry)
+			size += commandBytes(carry.cmd)
+			carry = nil
+		} else {
+			select {
+			case cm := <-fc.out:
+				cmds = append(cmds, cm)
+				size += commandBytes(cm.cmd)
+			case <-fc.done:
+				return
+			}
 		}
 	more:
 		for len(cmds) < f.max {
 			select {
 			case cm := <-fc.out:
+				if size+commandBytes(cm.cmd) > maxFrameBytes {
+					carry = &cm
+					break more
+				}
 				cmds = append(cmds, cm)
+				size += commandBytes(cm.cmd)
 			default:
 				break more
 			}

@@ -2,6 +2,9 @@ package cluster
 
 import (
 	"context"
+	"net"
+	"strconv"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -45,5 +48,57 @@ func TestLateVoterJoinsExistingCluster(t *testing.T) {
 	}
 	if l, _ := late.c.Leader(); l != leader.cfg.Name {
 		t.Fatalf("late voter follows %q, want %q", l, leader.cfg.Name)
+	}
+}
+
+// blackholeAddr returns a loopback address whose listen backlog is full, so
+// a TCP connect to it hangs until its timeout.
+func blackholeAddr(t *testing.T) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(sa.(*syscall.SockaddrInet4).Port))
+	for range 4 {
+		conn, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err != nil {
+			return addr // backlog full
+		}
+		t.Cleanup(func() { conn.Close() })
+	}
+	t.Fatal("could not fill the listen backlog")
+	return ""
+}
+
+// TestShutdownDuringJoinHonoursContext: Shutdown returns within its ctx while
+// the join loop dials seeds that never answer.
+func TestShutdownDuringJoinHonoursContext(t *testing.T) {
+	cfg := newTestConfig(t, "v0", true)
+	cfg.Profile = ProfileLAN // 10 s memberlist TCP timeout per seed
+	cfg.Seeds = []string{blackholeAddr(t), blackholeAddr(t)}
+	n := mustStart(t, cfg)
+	time.Sleep(300 * time.Millisecond) // the join loop is dialing
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		done <- n.c.Shutdown(ctx)
+	}()
+	select {
+	case <-done:
+	case <-time.After(6 * time.Second):
+		t.Fatal("Shutdown(ctx 1s) still blocked after 6s by a join to unreachable seeds")
 	}
 }

@@ -30,6 +30,17 @@ const (
 	maxFrameBytes = 64 << 20
 )
 
+// MaxCommandBytes is the largest command Apply accepts: one that fits
+// alone in a forwarding frame.
+const MaxCommandBytes = maxFrameBytes - binary.MaxVarintLen64 - 16 - binary.MaxVarintLen64
+
+// ErrCommandTooLarge is the cause of an Apply of a command longer than
+// MaxCommandBytes; it is not retried.
+var ErrCommandTooLarge = errors.New("cluster: command too large")
+
+// commandBytes is the most bytes appendCommands writes for one command.
+func commandBytes(cmd []byte) int { return 16 + binary.MaxVarintLen64 + len(cmd) }
+
 // errMalformed reports a frame or entry that does not decode.
 var errMalformed = errors.New("cluster: malformed message")
 
