@@ -91,7 +91,7 @@ type Config struct {
 	Profile           string        `yaml:"profile"`             // local | lan | wan
 	DeadServerTimeout time.Duration `yaml:"dead_server_timeout"` // raft drops a member dead this long (0: the profile's default)
 	Voter             bool          `yaml:"voter"`               // takes part in raft votes
-	BootstrapExpect   int           `yaml:"bootstrap_expect"`    // voters to wait for before the first election
+	BootstrapExpect   int           `yaml:"bootstrap_expect"`    // voters that form a new cluster: must equal the voters started the first time
 
 	DataDir string `yaml:"data_dir"` // raft log, snapshots and the outbox live here
 
