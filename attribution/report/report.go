@@ -33,7 +33,7 @@ type Inviter struct {
 	Clicks        int64
 	Registrations int64
 	Rewarded      int64
-	Value         int64 // sum of the inviter's grants, minor units
+	Value         int64 // sum of the inviter's grants as an inviter (ladder, tasks, team award, lottery prizes), minor units
 }
 
 // Report is a campaign's funnel. It is a plain value owned by the caller.
@@ -119,7 +119,7 @@ WITH d AS (SELECT DISTINCT ON (registration_id) registration_id, status FROM dec
              FROM registrations r LEFT JOIN d ON d.registration_id = r.registration_id
             WHERE r.campaign = $1 GROUP BY r.inviter),
      c AS (SELECT inviter, count(*) AS n FROM clicks WHERE campaign = $1 GROUP BY inviter),
-     g AS (SELECT user_id, sum(value) AS v FROM grants WHERE campaign = $1 AND role = 'inviter' GROUP BY user_id)
+     g AS (SELECT user_id, sum(value) AS v FROM grants WHERE campaign = $1 AND role <> 'invitee' GROUP BY user_id)
 SELECT r.inviter, coalesce(c.n, 0), r.regs, r.rewarded, coalesce(g.v, 0)
   FROM r LEFT JOIN c ON c.inviter = r.inviter LEFT JOIN g ON g.user_id = r.inviter
  ORDER BY 4 DESC, 5 DESC, 3 DESC, 1

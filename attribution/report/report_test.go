@@ -55,6 +55,9 @@ INSERT INTO grants (id, registration_id, at, node, region, campaign, user_id, ro
  ('g-r1-inviter', 'r1', now(), 'hk-1', 'ap-east', 'spring', 'u1', 'inviter', 10),
  ('g-r1-invitee', 'r1', now(), 'hk-1', 'ap-east', 'spring', 'v1', 'invitee', 10),
  ('g-r3-inviter', 'r3', now(), 'fra-1', 'eu-central', 'spring', 'u2', 'inviter', 20),
+ ('g-r3-task', 'r3', now(), 'fra-1', 'eu-central', 'spring', 'u2', 'task', 500),
+ ('g-settle-team', 'settlement:spring', now(), 'fra-1', 'eu-central', 'spring', 'u1', 'team', 7),
+ ('g-r1-u1-as-invitee', 'r8', now(), 'hk-1', 'ap-east', 'spring', 'u1', 'invitee', 1000),
  ('g-r9-inviter', 'r9', now(), 'fra-1', 'eu-central', 'other', 'u9', 'inviter', 99);`)
 	if err != nil {
 		t.Fatal(err)
@@ -75,8 +78,8 @@ func TestFunnel(t *testing.T) {
 		ByRegion:  []Row{{"ap-east", 4, 2, 1}, {"eu-central", 2, 1, 1}},
 		ByCountry: []Row{{"HK", 4, 2, 1}, {"DE", 2, 1, 1}},
 		TopInviters: []Inviter{
-			{User: "u2", Clicks: 3, Registrations: 1, Rewarded: 1, Value: 20},
-			{User: "u1", Clicks: 3, Registrations: 2, Rewarded: 1, Value: 10},
+			{User: "u2", Clicks: 3, Registrations: 1, Rewarded: 1, Value: 520},
+			{User: "u1", Clicks: 3, Registrations: 2, Rewarded: 1, Value: 17},
 		},
 	}
 	if !reflect.DeepEqual(rep, want) {
