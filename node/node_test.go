@@ -485,3 +485,42 @@ func TestClusterMutualTLS(t *testing.T) {
 		t.Fatalf("a client without a certificate got through: %v", err)
 	}
 }
+
+// TestRegistrationViewerIP: a backend registering for many viewers passes
+// each viewer's address in "ip": the per-IP velocity check counts the
+// viewers' addresses, not the backend's one; without it, the caller's
+// address counts.
+func TestRegistrationViewerIP(t *testing.T) {
+	e := newEnv(t)
+	camp := testutil.Campaign("by-ip", 1000, 100)
+	camp["fraud"] = map[string]any{"min_click_to_register": "-1s", "max_per_ip_per_hour": 2,
+		"max_per_device_per_day": -1, "max_per_inviter_per_hour": -1}
+	e.createCampaign(0, camp)
+	code := e.link(0, "by-ip", "host-1").Code
+	register := func(invitee, ip string) string {
+		t.Helper()
+		body := map[string]string{"campaign": "by-ip", "code": code, "invitee": invitee}
+		if ip != "" {
+			body["ip"] = ip
+		}
+		r := e.c.Do(t, "POST", e.urls[1]+"/v1/registrations?wait=5s", e.platform, body)
+		testutil.Expect(t, r, 200, "register "+invitee)
+		var v struct{ Status, Reason string }
+		r.JSON(t, &v)
+		return v.Status + "/" + v.Reason
+	}
+	for i := range 3 {
+		if got := register(fmt.Sprint("viewer-", i), fmt.Sprint("198.51.100.", 10+i)); got != "rewarded/" {
+			t.Fatalf("viewer %d with its own ip: %s", i, got)
+		}
+	}
+	var got []string
+	for i := range 3 {
+		got = append(got, register(fmt.Sprint("caller-", i), ""))
+	}
+	if got[0] != "rewarded/" || got[1] != "rewarded/" || got[2] != "held/velocity_ip" {
+		t.Fatalf("three from the caller's own address: %v, want the third held for velocity_ip", got)
+	}
+	r := e.c.Do(t, "POST", e.urls[1]+"/v1/registrations", e.platform, map[string]string{"campaign": "by-ip", "code": code, "invitee": "x", "ip": "not-an-ip"})
+	testutil.Expect(t, r, 400, "a bad ip")
+}

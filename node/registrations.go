@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"sort"
 	"strings"
 	"sync"
@@ -119,6 +120,11 @@ type regRequest struct {
 	Code     string `json:"code,omitempty"`
 	Invitee  string `json:"invitee"`
 	Device   string `json:"device,omitempty"`
+	// IP is the viewer's address as the platform's backend saw it. Without
+	// it the registration is the caller's: right for a viewer's app, wrong
+	// for a backend, whose one address would trip the per-IP velocity
+	// check and give every registration the backend's country.
+	IP string `json:"ip,omitempty"`
 }
 
 // regView is the API shape of a registration.
@@ -192,6 +198,14 @@ func (n *Node) register(ctx *fasthttp.RequestCtx) error {
 	}
 	if (req.Click == "") == (req.Code == "") {
 		return invalid("exactly one of click and code is required")
+	}
+	if req.IP != "" {
+		a, err := netip.ParseAddr(req.IP)
+		if err != nil || a.Zone() != "" {
+			return invalid("ip %q is not an IP address", req.IP)
+		}
+		ip = a.Unmap()
+		pt = n.locate(ip)
 	}
 	camp, err := n.campaign(req.Campaign)
 	if err != nil {
