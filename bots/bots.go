@@ -41,7 +41,7 @@ var defaultPatterns = [...]string{
 	// says "musical_ly" or "BytedanceWebview", is a person).
 	"thirdLandingPageFeInfra", "Bytespider", "TikTokSpider",
 	// Link preview fetchers of social and chat apps.
-	"facebookexternalhit", "Facebot", "meta-externalagent", "meta-externalfetcher",
+	"facebookexternalhit", "facebookcatalog", "Facebot", "meta-externalagent", "meta-externalfetcher",
 	"WhatsApp", "TelegramBot", "Slackbot", "Slack-ImgProxy", "Discordbot",
 	"Twitterbot", "LinkedInBot", "Pinterestbot", "redditbot", "SkypeUriPreview",
 	"vkShare", "Embedly", "Iframely",

@@ -32,6 +32,7 @@ var uaTests = []struct {
 	{"TikTokSpider", "Mozilla/5.0 (compatible; TikTokSpider; ttspider-feedback@tiktok.com)", true},
 	{"facebookexternalhit", "facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)", true},
 	{"Facebot", "Facebot", true},
+	{"facebookcatalog", "facebookcatalog/1.0", true},
 	{"meta-externalagent", "meta-externalagent/1.1 (+https://developers.facebook.com/docs/sharing/webmasters/crawler)", true},
 	{"WhatsApp", "WhatsApp/2.23.20.0 A", true},
 	{"TelegramBot", "TelegramBot (like TwitterBot)", true},

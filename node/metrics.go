@@ -49,7 +49,7 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Name: "refrouter_clicks_dropped_total", Help: "Clicks not recorded because the recorder queue was full (the redirect never waits).",
 		}),
 		registrations: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "refrouter_registrations_total", Help: "Registration requests by result (accepted, replayed, rejected).",
+			Name: "refrouter_registrations_total", Help: "Registration requests by result (accepted, replayed, failed).",
 		}, []string{"result"}),
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "refrouter_decisions_total", Help: "Ledger decisions applied on this replica, by status.",

@@ -193,7 +193,8 @@ func (n *Node) routingNodes() []routing.Node {
 
 // campaignEvents handles GET /v1/campaigns/{id}/events: server-sent events
 // with the campaign's live counters, once a second, until the client goes
-// away or the node shuts down.
+// away, the node shuts down or an hour has passed (a browser's EventSource
+// reconnects by itself; the bound keeps a forgotten stream from living on).
 func (n *Node) campaignEvents(ctx *fasthttp.RequestCtx, id string) error {
 	if _, ok := n.campaignView(id); !ok {
 		return notFound("campaign %q not found", id)
