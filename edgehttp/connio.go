@@ -3,7 +3,9 @@ package edgehttp
 import (
 	"errors"
 	"net"
+	"sync/atomic"
 	"syscall"
+	"time"
 )
 
 // connIO reads and writes a served connection. On Linux, for a connection
@@ -22,6 +24,9 @@ import (
 type connIO struct {
 	c   net.Conn
 	raw *rawIO // nil: use c
+	// stop, when set and true, fails a write that would have to wait: the
+	// server's Shutdown has given up on the connections (see write).
+	stop *atomic.Bool
 }
 
 func newConnIO(c net.Conn) *connIO {
@@ -29,7 +34,7 @@ func newConnIO(c net.Conn) *connIO {
 }
 
 // errNotReady is read's answer for a connection that canWait and has no
-// input yet.
+// input yet, and the raw write's when the socket cannot take all it has.
 var errNotReady = errors.New("edgehttp: no input yet")
 
 // read reads into p; n > 0 or an error (io.EOF at the end of the stream). On
@@ -50,13 +55,37 @@ func (io *connIO) canWait() bool { return io.raw != nil }
 // or its read deadline passes (an error). Only for a connection that canWait.
 func (io *connIO) waitReadable() error { return io.raw.waitReadable() }
 
-// write writes all of p or returns an error.
-func (io *connIO) write(p []byte) error {
-	if io.raw == nil {
-		_, err := io.c.Write(p)
+// errStopped is write's answer once stop is set.
+var errStopped = errors.New("edgehttp: connection abandoned by Shutdown")
+
+// write writes all of p by deadline or returns an error. On the raw path
+// the deadline is set only when the socket cannot take p at once, so the
+// usual write, which never waits, costs no timer update; through net.Conn,
+// whose Write checks the deadline every time, it is set before each write.
+//
+// A deadline set here could undo the past deadline with which a forced
+// Shutdown wakes writers, had it been set just before; so after setting it,
+// write checks stop, which Shutdown sets before setting its deadlines: either
+// the check sees it, or Shutdown's deadline comes after this one.
+func (io *connIO) write(p []byte, deadline time.Time) error {
+	if io.raw != nil {
+		rest, err := io.raw.write(p)
+		if err != errNotReady {
+			return err
+		}
+		p = rest
+	}
+	if err := io.c.SetWriteDeadline(deadline); err != nil {
 		return err
 	}
-	return io.raw.write(p)
+	if io.stop != nil && io.stop.Load() {
+		return errStopped
+	}
+	if io.raw != nil {
+		return io.raw.waitWrite(p)
+	}
+	_, err := io.c.Write(p)
+	return err
 }
 
 // rawConnOf returns c's raw socket, or nil when it has none.

@@ -22,12 +22,12 @@ type rawIO struct {
 	fd int
 	rc syscall.RawConn
 
-	p     []byte        // what waitWrite writes
-	errno syscall.Errno // the error of waitWrite's last call
+	p     []byte        // what writeSome writes
+	errno syscall.Errno // the error of writeSome's last call
 
 	waitIn    func(fd uintptr) bool // for RawConn.Read: true once there is input to read
 	woken     bool                  // waitIn has waited once
-	waitWrite func(fd uintptr) bool // the rest of p, for RawConn.Write
+	writeSome func(fd uintptr) bool // the rest of p, for RawConn.Write
 }
 
 func newRawIO(c net.Conn) *rawIO {
@@ -50,7 +50,7 @@ func newRawIO(c net.Conn) *rawIO {
 		r.woken = true
 		return false
 	}
-	r.waitWrite = func(fd uintptr) bool {
+	r.writeSome = func(fd uintptr) bool {
 		r.p, r.errno = writeAll(fd, r.p)
 		return r.errno != syscall.EAGAIN
 	}
@@ -79,21 +79,30 @@ func (r *rawIO) waitReadable() error {
 	return r.rc.Read(r.waitIn)
 }
 
-func (r *rawIO) write(p []byte) error {
+// write writes p without waiting: all of it (nil), as much as the socket
+// takes (errNotReady with the rest, for waitWrite), or an error.
+func (r *rawIO) write(p []byte) ([]byte, error) {
 	rest, errno := writeAll(uintptr(r.fd), p)
-	if errno == syscall.EAGAIN {
-		// The socket's buffer is full: wait through the poller for room
-		// (the write deadline applies).
-		r.p = rest
-		err := r.rc.Write(r.waitWrite)
-		r.p = nil
-		if err != nil {
-			return err
-		}
-		errno = r.errno
+	switch errno {
+	case 0:
+		return nil, nil
+	case syscall.EAGAIN:
+		return rest, errNotReady
 	}
-	if errno != 0 {
-		return &net.OpError{Op: "write", Net: "tcp", Err: errno}
+	return nil, &net.OpError{Op: "write", Net: "tcp", Err: errno}
+}
+
+// waitWrite writes p, waiting through the poller for room in the socket's
+// buffer as needed; the write deadline applies.
+func (r *rawIO) waitWrite(p []byte) error {
+	r.p = p
+	err := r.rc.Write(r.writeSome)
+	r.p = nil
+	if err != nil {
+		return err
+	}
+	if r.errno != 0 {
+		return &net.OpError{Op: "write", Net: "tcp", Err: r.errno}
 	}
 	return nil
 }

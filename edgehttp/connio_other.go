@@ -11,6 +11,8 @@ func newRawIO(net.Conn) *rawIO { return nil }
 
 func (*rawIO) read([]byte) (int, error) { panic("edgehttp: no raw I/O on this system") }
 
-func (*rawIO) write([]byte) error { panic("edgehttp: no raw I/O on this system") }
+func (*rawIO) write([]byte) ([]byte, error) { panic("edgehttp: no raw I/O on this system") }
+
+func (*rawIO) waitWrite([]byte) error { panic("edgehttp: no raw I/O on this system") }
 
 func (*rawIO) waitReadable() error { panic("edgehttp: no raw I/O on this system") }

@@ -25,7 +25,9 @@ type Request struct {
 	// to the fallback server, which knows how to combine them.
 	Host, UserAgent, XForwardedFor, Forwarded, AcceptLanguage, Cookie []byte
 	// Close is set when the client asked to close the connection after this
-	// request (Connection: close).
+	// request (Connection: close). The server closes it after the answer,
+	// which should then carry "Connection: close" too (RFC 9112 §9.6), as
+	// the fallback's answers do: Serve writes it.
 	Close bool
 	// Now is when the request was read: the server reads the wall clock
 	// (to the microsecond, without a monotonic reading) once per batch of
@@ -55,9 +57,10 @@ const (
 // parseRequest parses the request at the start of b. It accepts a strict
 // subset of HTTP/1.1 only: "GET" or "HEAD", an origin-form target of visible
 // ASCII, exactly "HTTP/1.1", CRLF line ends, token header names, no obs-fold,
-// a non-empty Host header, no body (no Content-Length or Transfer-Encoding), no
-// Upgrade or Expect, no Connection option other than keep-alive or close,
-// and no repeated header among those Request carries. Everything outside it
+// a Host header of the plain forms validHost takes, no body (no
+// Content-Length or Transfer-Encoding), no Upgrade or Expect, no Connection
+// option other than keep-alive or close, and no repeated header among those
+// Request carries. Everything outside it
 // is the fallback server's to answer or reject, so this parser never has to
 // produce an error response and cannot disagree with the fallback about
 // where a request ends (it only ever claims requests without a body).
@@ -163,7 +166,7 @@ func parseRequest(b []byte, r *Request, match func(path []byte) bool) (parseResu
 		}
 	}
 	if len(r.Host) == 0 {
-		return fallback, 0 // missing or empty: the fallback answers 400
+		return fallback, 0 // missing (setField rejects an empty one): the fallback answers 400
 	}
 	return fast, off
 }
@@ -171,12 +174,16 @@ func parseRequest(b []byte, r *Request, match func(path []byte) bool) (parseResu
 // setField takes the header field name: value (value trimmed) into r when it
 // is one r carries, and reports false when the field sends the request to
 // the fallback: body framing, Upgrade or Expect, a Connection value other than
-// close or keep-alive, or a repeat of a field r carries.
+// close or keep-alive, a Host other than validHost takes, or a repeat of a
+// field r carries.
 func (r *Request) setField(name, value []byte) bool {
 	var dst *[]byte
 	switch len(name) {
 	case 4:
 		if equalFold(name, "host") {
+			if !validHost(value) {
+				return false // the fallback answers 400 (RFC 9112 §3.2)
+			}
 			dst = &r.Host
 		}
 	case 6:
@@ -230,6 +237,105 @@ func (r *Request) setField(name, value []byte) bool {
 	}
 	return true
 }
+
+// validHost reports whether h, a Host header value, is one the fast path
+// takes: a host of letters, digits, '-', '.' and '_' (names and IPv4
+// addresses), or an IPv6 address in brackets (hexadecimal groups, no
+// embedded IPv4 address or zone), either optionally followed by ':' and a
+// port of digits. That is a strict subset of what RFC 3986 and fasthttp
+// accept (no percent-encoding, sub-delims, user information or empty port):
+// anything else, invalid hosts included, is the fallback's to answer (with
+// 400 when invalid).
+func validHost(h []byte) bool {
+	i := 0
+	if len(h) > 0 && h[0] == '[' {
+		end := bytes.IndexByte(h, ']')
+		if end < 0 || !ipv6Literal(h[1:end]) {
+			return false
+		}
+		i = end + 1
+	} else {
+		for i < len(h) && hostChar[h[i]] {
+			i++
+		}
+		if i == 0 {
+			return false
+		}
+	}
+	if i == len(h) {
+		return true
+	}
+	if h[i] != ':' || i+1 == len(h) {
+		return false
+	}
+	for _, c := range h[i+1:] {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// ipv6Literal reports whether a is an IPv6 address of hexadecimal groups of
+// one to four digits separated by ':': eight of them, or at most seven with
+// one "::" standing for the rest.
+func ipv6Literal(a []byte) bool {
+	groups, double, i := 0, false, 0
+	if len(a) >= 2 && a[0] == ':' && a[1] == ':' {
+		double, i = true, 2
+	}
+	for i < len(a) {
+		n := 0
+		for i < len(a) && n <= 4 && hexDigit(a[i]) {
+			i++
+			n++
+		}
+		if n == 0 || n > 4 {
+			return false
+		}
+		groups++
+		if i == len(a) {
+			break
+		}
+		if a[i] != ':' {
+			return false
+		}
+		i++
+		switch {
+		case i == len(a):
+			return false // a single ':' at the end
+		case a[i] == ':':
+			if double {
+				return false
+			}
+			double = true
+			i++
+		}
+	}
+	if double {
+		return groups <= 7
+	}
+	return groups == 8
+}
+
+func hexDigit(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+// hostChar marks the characters validHost takes in a host name.
+var hostChar = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+		t[c-'a'+'A'] = true
+	}
+	for _, c := range "-._" {
+		t[c] = true
+	}
+	return t
+}()
 
 // badLine is the verdict on a header line found malformed before its end:
 // the fallback's once the line's LF is in, so that a request is never handed

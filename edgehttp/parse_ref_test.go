@@ -81,7 +81,7 @@ func parseRequestRef(b []byte, r *Request, match func(path []byte) bool) (parseR
 		}
 	}
 	if len(r.Host) == 0 {
-		return fallback, 0 // missing or empty: the fallback answers 400
+		return fallback, 0 // missing (setField rejects an empty one): the fallback answers 400
 	}
 	return fast, off
 }

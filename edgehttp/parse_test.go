@@ -65,6 +65,26 @@ func TestParseRequest(t *testing.T) {
 		{"empty name", "GET /abc123 HTTP/1.1\r\n: x\r\nHost: x\r\n\r\n", fallback},
 		{"no colon", "GET /abc123 HTTP/1.1\r\nHost x\r\n\r\n", fallback},
 		{"NUL in value", "GET /abc123 HTTP/1.1\r\nHost: x\r\nUser-Agent: a\x00b\r\n\r\n", fallback},
+		{"empty host", "GET /abc123 HTTP/1.1\r\nHost: \r\n\r\n", fallback},
+	}
+	for _, h := range []string{"x", "Example.COM:8080", "127.0.0.1:80", "a-b_c.d", "[::1]", "[::1]:8081",
+		"[2001:DB8::7]", "[1:2:3:4:5:6:7:8]", "[::]", "[1::]", "[::1:2:3:4:5:6:7]"} {
+		cases = append(cases, struct {
+			name string
+			in   string
+			want parseResult
+		}{"host " + h, "GET /abc123 HTTP/1.1\r\nHost: " + h + "\r\n\r\n", fast})
+	}
+	// Invalid hosts (fasthttp answers 400), and valid ones outside the
+	// plain forms the fast path takes.
+	for _, h := range []string{"x y", "a:b:c", "a:port", "[::1", "a]", "%zz", "a%20b", "a\tb", "[x]", "[::1]x",
+		"[1:2:3:4:5:6:7:8:9]", "[1::2::3]", "[]", "[:]", "[1:]", "[:1]", "[1:::2]", "[12345::]", "[::1]:x", "x:80:",
+		"a@b", "a/b", "x:", ":80", "[::1]:", "[::ffff:1.2.3.4]", "[fe80::1%25eth0]", "a~b", "a!b", "\x80x"} {
+		cases = append(cases, struct {
+			name string
+			in   string
+			want parseResult
+		}{"host " + h, "GET /abc123 HTTP/1.1\r\nHost: " + h + "\r\n\r\n", fallback})
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -156,6 +176,19 @@ var parseSeeds = []string{
 	"GET /abc123 HTTP/1.1\r\nHost: x\ny\r\n\r\n",
 	"GET /abc123 HTTP/1.1\r\nHost: x\x7f\r\n\r\n",
 	"GET /abc123#f HTTP/1.1\r\nHost: x\r\n\r\n",
+	// Hosts: valid ones the fast path takes, and invalid ones fasthttp
+	// answers with 400 (its URI parsing, not RequestHeader.Read, rejects them).
+	"GET /abc123 HTTP/1.1\r\nHost: Example.COM:8080\r\n\r\n",
+	"GET /abc123 HTTP/1.1\r\nHost: [2001:db8::7]:443\r\n\r\n",
+	"GET /abc123 HTTP/1.1\r\nHost: a:b:c\r\n\r\n",
+	"GET /abc123 HTTP/1.1\r\nHost: x y\r\n\r\n",
+	"GET /abc123 HTTP/1.1\r\nHost: a:port\r\n\r\n",
+	"GET /abc123 HTTP/1.1\r\nHost: [::1\r\n\r\n",
+	"GET /abc123 HTTP/1.1\r\nHost: a]\r\n\r\n",
+	"GET /abc123 HTTP/1.1\r\nHost: %zz\r\n\r\n",
+	"GET /abc123 HTTP/1.1\r\nHost: a%20b\r\n\r\n",
+	"GET /abc123 HTTP/1.1\r\nHost: a\tb\r\n\r\n",
+	"GET /abc123 HTTP/1.1\r\nHost: u@x\r\n\r\n",
 }
 
 func FuzzParseRequest(f *testing.F) {
@@ -191,6 +224,16 @@ func FuzzParseRequest(f *testing.F) {
 		if h.ContentLength() > 0 || h.ContentLength() == -1 {
 			t.Fatalf("fasthttp sees a body (Content-Length %d)", h.ContentLength())
 		}
+		// The fasthttp server goes on to parse the URI from the Host header
+		// and the target (Request.parseURI), answering 400 when that fails.
+		var u fasthttp.URI
+		if err := u.Parse(h.Host(), h.RequestURI()); err != nil {
+			t.Fatalf("fasthttp rejects the URI of %q: %v", b[:n], err)
+		}
+		if !bytes.EqualFold(u.Host(), r.Host) || string(u.Path()) != string(r.Path) || string(u.QueryString()) != string(r.Query) {
+			t.Fatalf("fasthttp reads host %q, path %q, query %q; ours %q, %q, %q, in %q",
+				u.Host(), u.Path(), u.QueryString(), r.Host, r.Path, r.Query, b[:n])
+		}
 		wantMethod := "GET"
 		if r.Head {
 			wantMethod = "HEAD"
@@ -214,6 +257,28 @@ func FuzzParseRequest(f *testing.F) {
 		}
 		if r.Close != h.ConnectionClose() {
 			t.Fatalf("close: ours %v, fasthttp %v", r.Close, h.ConnectionClose())
+		}
+	})
+}
+
+// FuzzValidHost: every Host value the fast path takes is one fasthttp's URI
+// parsing (which its server runs on every request, answering 400 when it
+// fails) takes too, and reads as the same host.
+func FuzzValidHost(f *testing.F) {
+	for _, h := range []string{"x", "Example.COM:8080", "127.0.0.1:80", "[::1]", "[2001:db8::7]:443",
+		"[1:2:3:4:5:6:7:8]", "[1::]", "a:b:c", "[::1", "a]", "%zz", "a%20b", "[1::2::3]", "x:", "u@x"} {
+		f.Add([]byte(h))
+	}
+	f.Fuzz(func(t *testing.T, h []byte) {
+		if !validHost(h) {
+			return
+		}
+		var u fasthttp.URI
+		if err := u.Parse(bytes.Clone(h), []byte("/abc123")); err != nil {
+			t.Fatalf("validHost(%q), fasthttp: %v", h, err)
+		}
+		if !bytes.EqualFold(u.Host(), h) {
+			t.Fatalf("validHost(%q), fasthttp reads host %q", h, u.Host())
 		}
 	})
 }

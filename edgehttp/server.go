@@ -7,7 +7,8 @@
 // more CPU than nginx. fasthttp parses every header, sets read and write
 // deadlines (timer updates and clock reads) and builds its response header
 // per request; this package reads the few headers the redirect uses, refreshes
-// deadlines at most once a second, reads the clock once per batch of
+// the read deadline at most once a second and sets a write deadline only for
+// a write that has to wait (on a raw socket), reads the clock once per batch of
 // requests, and writes a response the handler appended in one piece. It
 // accepts only a strict subset of HTTP/1.1 (see parseRequest); a request
 // outside it, or for a path the fast path does not serve, goes to the
@@ -70,6 +71,7 @@ type Server struct {
 	ln      net.Listener
 	conns   map[net.Conn]struct{}
 	closing atomic.Bool
+	forced  atomic.Bool    // Shutdown's ctx is done: writes that wait fail
 	wg      sync.WaitGroup // connection goroutines
 }
 
@@ -215,6 +217,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		// it. (Only that goroutine closes a connection: connIO uses the
 		// socket's descriptor without holding a reference.)
 		s.mu.Lock()
+		s.forced.Store(true) // before the deadlines (see connIO.write)
 		past := time.Unix(1, 0)
 		for c := range s.conns {
 			c.SetDeadline(past)
@@ -240,6 +243,7 @@ func (s *Server) serveConn(c net.Conn) {
 		s.untrack(c)
 	}()
 	cio := newConnIO(c)
+	cio.stop = &s.forced
 	// The buffers are the server's, lent to a connection while it has a
 	// request in hand (see connBuf); a connection whose reads go through
 	// net.Conn keeps its pair while it waits, as its read waits with them.
@@ -263,15 +267,16 @@ func (s *Server) serveConn(c net.Conn) {
 		req.Remote = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	}
 	for {
-		// Deadline upkeep: the idle timeout while waiting for a request, the
-		// read timeout from the first byte of one; changed only when it moves
-		// by more than a second (each change is a timer update).
+		// Read deadline upkeep: the idle timeout while waiting for a
+		// request, the read timeout from the first byte of one; changed only
+		// when it moves by more than a second (each change is a timer
+		// update). Writes set their own deadline (see connIO.write).
 		want := now.Add(s.cfg.IdleTimeout)
 		if have > 0 {
 			want = started.Add(s.cfg.ReadTimeout)
 		}
 		if d := want.Sub(deadline); d > time.Second || d < 0 {
-			c.SetDeadline(want)
+			c.SetReadDeadline(want)
 			deadline = want
 		}
 		if s.closing.Load() {
@@ -327,8 +332,7 @@ func (s *Server) serveConn(c net.Conn) {
 			start += used
 			if req.Close {
 				s.served.Add(uint64(answered))
-				c.SetWriteDeadline(now.Add(s.cfg.ReadTimeout))
-				cio.write(out)
+				cio.write(out, now.Add(s.cfg.ReadTimeout))
 				return
 			}
 		}
@@ -347,7 +351,7 @@ func (s *Server) serveConn(c net.Conn) {
 		}
 		cb.out = out
 		if len(out) > 0 {
-			if err := cio.write(out); err != nil {
+			if err := cio.write(out, now.Add(s.cfg.ReadTimeout)); err != nil {
 				return
 			}
 			if have == 0 && lend {
@@ -418,8 +422,7 @@ func (s *Server) httpDate(now time.Time) []byte {
 // the connection (when not, the caller closes it).
 func (s *Server) handoff(c net.Conn, cio *connIO, answered, unanswered []byte) bool {
 	if len(answered) > 0 {
-		c.SetWriteDeadline(time.Now().Add(s.cfg.ReadTimeout))
-		if err := cio.write(answered); err != nil {
+		if err := cio.write(answered, time.Now().Add(s.cfg.ReadTimeout)); err != nil {
 			return false
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -54,11 +55,13 @@ func startTestServerOn(t *testing.T, cfg Config, ln net.Listener) *testServer {
 			body := strings.Repeat("0123456789abcdef", bigBody/16)
 			return fmt.Appendf(dst, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
 		}
+		// Without allocating (TestServeConnAllocs).
 		ts.served.Add(1)
-		body := "fast " + string(r.Path)
-		dst = fmt.Appendf(dst, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\nX-Path: fast\r\n\r\n", len(body))
+		dst = append(dst, "HTTP/1.1 200 OK\r\nContent-Length: "...)
+		dst = strconv.AppendInt(dst, int64(len("fast ")+len(r.Path)), 10)
+		dst = append(dst, "\r\nX-Path: fast\r\n\r\n"...)
 		if !r.Head {
-			dst = append(dst, body...)
+			dst = append(append(dst, "fast "...), r.Path...)
 		}
 		return dst
 	}
@@ -74,6 +77,7 @@ func startTestServerOn(t *testing.T, cfg Config, ln net.Listener) *testServer {
 			fmt.Fprintf(ctx, "slow %s %s %s", ctx.Method(), ctx.Path(), ctx.PostBody())
 		},
 		ReadBufferSize: 8192,
+		Logger:         quietLogger{},
 	}
 	ts.addr = ln.Addr().String()
 	go func() { ts.done <- edge.Serve(ln) }()
@@ -97,6 +101,12 @@ func startTestServerOn(t *testing.T, cfg Config, ln net.Listener) *testServer {
 	})
 	return ts
 }
+
+// quietLogger keeps the fasthttp servers of the tests from logging the
+// requests they reject on purpose.
+type quietLogger struct{}
+
+func (quietLogger) Printf(string, ...any) {}
 
 func get(t *testing.T, c *http.Client, method, url string, body string) (string, string) {
 	t.Helper()
@@ -588,4 +598,121 @@ func getFast(c net.Conn, br *bufio.Reader, path string) error {
 		return fmt.Errorf("answered %q, want %q", b, want)
 	}
 	return nil
+}
+
+// TestWriteTimeoutForClientThatDoesNotRead: an answer the client never reads
+// is given up after ReadTimeout (which bounds any write), not after the far
+// longer IdleTimeout, on the raw path and through net.Conn alike, for one
+// large answer and for many pipelined requests' answers.
+func TestWriteTimeoutForClientThatDoesNotRead(t *testing.T) {
+	const idle, read = time.Minute, 300 * time.Millisecond
+	// Answers to 200000 requests (13 MB) overflow the socket buffers too.
+	// The requests are 32 bytes long, so that the server's reads (4096
+	// bytes) tend to end between two requests: then the server has no
+	// request begun when it writes, the case where it used to wait for
+	// IdleTimeout.
+	pipelined := strings.Repeat("GET /abc12 HTTP/1.1\r\nHost: x\r\n\r\n", 200000)
+	for _, plain := range []bool{false, true} {
+		for _, in := range []string{"GET /big123 HTTP/1.1\r\nHost: x\r\n\r\n", pipelined} {
+			name := fmt.Sprintf("plain=%v/%d bytes", plain, len(in))
+			t.Run(name, func(t *testing.T) {
+				var ln net.Listener
+				ln, err := net.Listen("tcp", "127.0.0.1:0")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if plain {
+					ln = plainListener{ln}
+				}
+				ts := startTestServerOn(t, Config{IdleTimeout: idle, ReadTimeout: read}, ln)
+				c, err := net.Dial("tcp", ts.addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				c.(*net.TCPConn).SetReadBuffer(4096)
+				// The client writes (in the background: the server stops
+				// reading once its answers fill the socket) and never reads.
+				go io.WriteString(c, in)
+				// Wait for the server to answer (and so to be writing), then
+				// (boundedly: far below IdleTimeout, far above ReadTimeout)
+				// for it to give the connection up.
+				limit := time.Now().Add(10 * time.Second)
+				for ts.edge.Stats().Served == 0 {
+					if time.Now().After(limit) {
+						t.Fatal("no request answered")
+					}
+					time.Sleep(5 * time.Millisecond)
+				}
+				for {
+					ts.edge.mu.Lock()
+					open := len(ts.edge.conns)
+					ts.edge.mu.Unlock()
+					if open == 0 {
+						break
+					}
+					if time.Now().After(limit) {
+						t.Fatalf("connection still open after 10 s with ReadTimeout %v (IdleTimeout %v)", read, idle)
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+				if ts.edge.Stats().HandedOff != 0 {
+					t.Fatal("handed off")
+				}
+			})
+		}
+	}
+}
+
+// TestHostAgreesWithFasthttp: for each Host value, the edge server (fast
+// path in front of fasthttp) answers with the status plain fasthttp gives
+// the same bytes: 400 for an invalid Host (RFC 9112 §3.2), which the fast
+// path must leave to fasthttp, and 200 for a valid one.
+func TestHostAgreesWithFasthttp(t *testing.T) {
+	ts := startTestServer(t, Config{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := &fasthttp.Server{Handler: ts.slow.Handler, ReadBufferSize: 8192, Logger: quietLogger{}}
+	go plain.Serve(ln)
+	t.Cleanup(func() { plain.Shutdown() })
+	for _, h := range []string{
+		// valid
+		"x", "example.com", "Example.COM:8080", "127.0.0.1", "127.0.0.1:80", "a-b_c.d",
+		"[::1]", "[::1]:8081", "[2001:db8::7]", "[1:2:3:4:5:6:7:8]", "[::]", "[fe80::]:1",
+		"x:", "[::ffff:1.2.3.4]", "a~b", "a!b", "\x80x",
+		// invalid
+		"x y", "a:b:c", "a:port", "[::1", "a]", "%zz", "a%20b", "a\tb", "[x]", "[::1]x",
+		"[1:2:3:4:5:6:7:8:9]", "[1::2::3]", "[]", "a@b", "a/b", "a?b", "a#b", "[::1%25eth0]", "a\\b",
+		"x:80:", "[12345::]", "[::1]:x",
+	} {
+		req := "GET /abc123 HTTP/1.1\r\nHost: " + h + "\r\n\r\n"
+		want := rawStatus(t, ln.Addr().String(), req)
+		got := rawStatus(t, ts.addr, req)
+		if got != want {
+			t.Errorf("Host %q: edge answers %d, fasthttp %d", h, got, want)
+		}
+	}
+}
+
+// rawStatus sends req on a new connection to addr and returns the status of
+// the answer.
+func rawStatus(t *testing.T, addr, req string) int {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, req); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("%q: %v", req, err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
