@@ -49,7 +49,7 @@ func (n *Node) serveEdge(dst []byte, r *edgehttp.Request) []byte {
 	// let the redirect append the value in place; start over for the others.
 	start := len(dst)
 	dst = append(dst, "HTTP/1.1 302 Found\r\n"...)
-	dst = n.appendEdgeHeaders(dst, r.Date)
+	dst = n.appendEdgeHeaders(dst, r)
 	dst = append(dst, "Content-Length: 0\r\nCache-Control: no-store\r\nLocation: "...)
 	res := n.redirect(&req, dst)
 	switch res.status {
@@ -65,22 +65,28 @@ func (n *Node) serveEdge(dst []byte, r *edgehttp.Request) []byte {
 		dst = append(dst, "\r\n"...)
 	case fasthttp.StatusServiceUnavailable:
 		dst = append(dst[:start], "HTTP/1.1 503 Service Unavailable\r\n"...)
-		dst = n.appendEdgeHeaders(dst, r.Date)
+		dst = n.appendEdgeHeaders(dst, r)
 		dst = append(dst, "Retry-After: 1\r\nContent-Type: text/plain; charset=utf-8\r\n"...)
 		dst = appendBody(dst, r.Head, startingBody)
 	default:
 		dst = append(dst[:start], "HTTP/1.1 404 Not Found\r\n"...)
-		dst = n.appendEdgeHeaders(dst, r.Date)
+		dst = n.appendEdgeHeaders(dst, r)
 		dst = append(dst, "Cache-Control: no-store\r\nContent-Type: text/html; charset=utf-8\r\n"...)
 		dst = appendBody(dst, r.Head, notFoundPage)
 	}
 	return dst
 }
 
-func (n *Node) appendEdgeHeaders(dst, date []byte) []byte {
+// appendEdgeHeaders appends the headers every fast-path answer carries:
+// the node's own, Connection: close when the client asked to close (RFC 9112
+// 9.6), and Date.
+func (n *Node) appendEdgeHeaders(dst []byte, r *edgehttp.Request) []byte {
 	dst = append(dst, n.edgeHeaders...)
+	if r.Close {
+		dst = append(dst, "Connection: close\r\n"...)
+	}
 	dst = append(dst, "Date: "...)
-	dst = append(dst, date...)
+	dst = append(dst, r.Date...)
 	return append(dst, "\r\n"...)
 }
 

@@ -63,8 +63,9 @@ func TestEdgeAnswersLikeFasthttp(t *testing.T) {
 		{"query kept apart", "GET", "/" + code + "?utm=x&rr_hop=1", "User-Agent: " + iphone + "\r\n"},
 		{"forged", "GET", "/" + string(forged), "User-Agent: " + iphone + "\r\n"},
 		{"forged head", "HEAD", "/" + string(forged), ""},
+		{"close", "GET", "/" + code, "User-Agent: " + iphone + "\r\nConnection: close\r\n"},
 	}
-	compare := []string{"Cache-Control", "Content-Length", "Set-Cookie", "X-Served-By", "X-Region", "Server", "Retry-After", "X-Test-Body"}
+	compare := []string{"Cache-Control", "Content-Length", "Set-Cookie", "X-Served-By", "X-Region", "Server", "Retry-After", "X-Test-Body", "Connection"}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			req := tc.method + " " + tc.target + " HTTP/1.1\r\nHost: x\r\n" + tc.hdr + "\r\n"
