@@ -322,6 +322,19 @@ func (c *Config) ApplyEnv(environ []string) error {
 	return nil
 }
 
+// loopbackAddr reports whether a listen address (host:port) is on loopback.
+func loopbackAddr(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsLoopback()
+}
+
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
 
 // Validate checks the configuration and returns the first problem as *Error.
@@ -477,6 +490,17 @@ func (c *Config) Resolve() (Resolved, error) {
 	}
 	if r.ClusterKey != nil && len(r.ClusterKey) < 16 {
 		return r, fieldErr("cluster_key", "", "must decode to at least 16 bytes")
+	}
+	// Beyond loopback, the keys are what keeps strangers out of the ledger
+	// (the cluster port takes commands) and out of the membership (gossip
+	// decides which nodes redirect to where and which become raft servers).
+	if !loopbackAddr(c.Cluster) || !loopbackAddr(c.Gossip) {
+		if r.ClusterKey == nil {
+			return r, fieldErr("cluster_key", "", "is required when the cluster or gossip port listens beyond loopback (set cluster_key_file)")
+		}
+		if r.GossipKey == nil {
+			return r, fieldErr("gossip_key", "", "is required when the cluster or gossip port listens beyond loopback (set gossip_key_file)")
+		}
 	}
 	r.Secrets = append(r.Secrets, c.Secrets...)
 	if c.SecretsFile != "" {

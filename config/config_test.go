@@ -218,3 +218,31 @@ func TestClusterTLS(t *testing.T) {
 		t.Fatalf("missing certificate: %v", err)
 	}
 }
+
+// TestKeysRequiredBeyondLoopback: a node whose cluster or gossip port
+// listens beyond loopback needs both keys; on loopback (the demo, tests)
+// they stay optional.
+func TestKeysRequiredBeyondLoopback(t *testing.T) {
+	key := base64.StdEncoding.EncodeToString([]byte(strings.Repeat("c", 32)))
+	for _, tc := range []struct {
+		name, cluster, gossip, clusterKey, gossipKey, wantErr string
+	}{
+		{"loopback, no keys", "127.0.0.1:7947", "127.0.0.1:7946", "", "", ""},
+		{"public cluster port, no keys", "10.0.0.5:7947", "127.0.0.1:7946", "", "", "cluster_key"},
+		{"public gossip port, cluster key only", "127.0.0.1:7947", "0.0.0.0:7946", key, "", "gossip_key"},
+		{"public, both keys", "10.0.0.5:7947", "10.0.0.5:7946", key, key, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := Default()
+			c.Cluster, c.Gossip, c.ClusterKey, c.GossipKey = tc.cluster, tc.gossip, tc.clusterKey, tc.gossipKey
+			c.Secrets = []Secret{{Gen: 1, Key: key}}
+			_, err := c.Resolve()
+			if tc.wantErr == "" && err != nil {
+				t.Fatalf("Resolve: %v", err)
+			}
+			if tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Fatalf("Resolve: %v, want an error naming %s", err, tc.wantErr)
+			}
+		})
+	}
+}

@@ -27,6 +27,8 @@ token() { head -c 24 /dev/urandom | base64 | tr -d '/+='; }
 admin="$(token)"
 platform="$(token)"
 key="$(head -c 32 /dev/urandom | base64)"
+gossip_key="$(head -c 32 /dev/urandom | base64)"
+cluster_key="$(head -c 32 /dev/urandom | base64)"
 names=(hk-1 fra-1 iad-1)
 regions=(ap-east eu-central us-east)
 lats=(22.32 50.11 38.95)
@@ -58,6 +60,8 @@ tokens:
   - {token: "$platform", role: platform}
 secrets:
   - {gen: 1, key: "$key"}
+gossip_key: "$gossip_key"
+cluster_key: "$cluster_key"
 CFG
 	"${net[@]}" exec "$i" "$bin" serve --config "$work/h$i.yaml" >"$work/h$i.log" 2>&1 &
 done

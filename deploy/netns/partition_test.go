@@ -273,6 +273,9 @@ func (h *harness) nodeConfig(i int) string {
 	cfg.DataDir = filepath.Join(h.dir, fmt.Sprintf("h%d-data", i))
 	cfg.Tokens = []config.Token{{Token: h.admin, Role: config.RoleAdmin}, {Token: h.platform, Role: config.RolePlatform}}
 	cfg.Secrets = []config.Secret{{Gen: 1, Key: h.key}}
+	// Beyond loopback the node requires both keys; the link key will do
+	// for them here (32 random bytes, base64).
+	cfg.GossipKey, cfg.ClusterKey = h.key, h.key
 	if err := cfg.Validate(); err != nil {
 		h.t.Fatalf("host %d config: %v", i, err)
 	}
