@@ -51,8 +51,10 @@ func (n *Node) newServer() *fasthttp.Server {
 		DisableHeaderNamesNormalizing: false,
 		ReduceMemoryUsage:             false,
 		CloseOnShutdown:               true,
-		Logger:                        fasthttpLogger{n},
-		ReadBufferSize:                maxHead,
+		SecureErrorLogMessage:         true, // fasthttp's parse errors would quote the request, bearer token included
+
+		Logger:         fasthttpLogger{n},
+		ReadBufferSize: maxHead,
 		ErrorHandler: func(ctx *fasthttp.RequestCtx, err error) {
 			n.stampHeaders(ctx)
 			var small *fasthttp.ErrSmallBuffer
@@ -161,7 +163,7 @@ func (n *Node) route(ctx *fasthttp.RequestCtx, path []byte) (string, error) {
 	case len(seg) == 4 && seg[0] == "v1" && seg[1] == "campaigns" && seg[3] == "links":
 		return "links.issue", n.only(ctx, "POST", n.auth(config.RolePlatform, func(ctx *fasthttp.RequestCtx) error { return n.issueLink(ctx, seg[2]) }))
 	case len(seg) == 4 && seg[0] == "v1" && seg[1] == "campaigns" && seg[3] == "events":
-		return "campaigns.events", n.only(ctx, "GET", n.authAny(func(ctx *fasthttp.RequestCtx) error { return n.campaignEvents(ctx, seg[2]) }))
+		return "campaigns.events", n.only(ctx, "GET", n.auth(config.RoleAdmin, func(ctx *fasthttp.RequestCtx) error { return n.campaignEvents(ctx, seg[2]) }))
 	case len(seg) == 5 && seg[0] == "v1" && seg[1] == "campaigns" && seg[3] == "inviters":
 		return "inviters.get", n.only(ctx, "GET", n.authAny(func(ctx *fasthttp.RequestCtx) error { return n.inviterProgress(ctx, seg[2], seg[4]) }))
 	case len(seg) == 6 && seg[0] == "v1" && seg[1] == "campaigns" && seg[3] == "inviters" && seg[5] == "segments":

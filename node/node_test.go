@@ -1,6 +1,7 @@
 package node_test
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -523,4 +524,34 @@ func TestRegistrationViewerIP(t *testing.T) {
 	}
 	r := e.c.Do(t, "POST", e.urls[1]+"/v1/registrations", e.platform, map[string]string{"campaign": "by-ip", "code": code, "invitee": "x", "ip": "not-an-ip"})
 	testutil.Expect(t, r, 400, "a bad ip")
+}
+
+// TestCampaignEventsStream: the live counters stream needs the admin role
+// (as GET /v1/campaigns/{id} does) and sends server-sent "stats" events.
+func TestCampaignEventsStream(t *testing.T) {
+	e := newEnv(t)
+	e.createCampaign(0, testutil.Campaign("live", 100, 5))
+	u := e.urls[0] + "/v1/campaigns/live/events"
+	for _, tc := range []struct {
+		token  string
+		status int
+	}{{"", 401}, {e.platform, 403}} {
+		if r := e.c.Do(t, "GET", u, tc.token, nil); r.Status != tc.status {
+			t.Fatalf("token %q: status %d, want %d", tc.token, r.Status, tc.status)
+		}
+	}
+	req, _ := http.NewRequest("GET", u, nil)
+	req.Header.Set("Authorization", "Bearer "+e.admin)
+	resp, err := e.c.HTTP.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		t.Fatalf("admin: %d %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	line, err := bufio.NewReader(resp.Body).ReadString('\n')
+	if err != nil || line != "event: stats\n" {
+		t.Fatalf("first line %q, %v", line, err)
+	}
 }
