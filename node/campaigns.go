@@ -203,9 +203,15 @@ func (n *Node) qr(ctx *fasthttp.RequestCtx, code string) error {
 		n.linkNotFound(ctx)
 		return nil
 	}
-	png, err := links.QRCodePNG(n.cfg.PublicURL+"/"+code, 256)
-	if err != nil {
-		return err
+	// Rendering costs about a hundred redirects and share codes are public:
+	// keep the recent ones (a code's image changes only with public_url).
+	png, ok := n.qrCache.Get(code)
+	if !ok {
+		var err error
+		if png, err = links.QRCodePNG(n.cfg.PublicURL+"/"+code, 256); err != nil {
+			return err
+		}
+		n.qrCache.Add(code, png)
 	}
 	ctx.Response.Header.SetContentType("image/png")
 	ctx.Response.Header.Set("Cache-Control", "public, max-age=86400")

@@ -22,6 +22,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/refrouter/refrouter/attribution/outbox"
@@ -53,7 +54,8 @@ type Node struct {
 
 	keys       atomic.Pointer[links.Keyring] // replaced by watchKeys when the issuing generation changes
 	masterKeys []links.MasterKey
-	geo        *geo.DB // nil without a GeoIP database
+	qrCache    *lru.Cache[string, []byte] // rendered QR code images by share code
+	geo        *geo.DB                    // nil without a GeoIP database
 	ledger     *ledger.Ledger
 	cluster    *cluster.Cluster
 	outbox     *outbox.Outbox
@@ -145,6 +147,9 @@ func New(cfg config.Config, opts Options) (*Node, error) {
 		return nil, err
 	}
 	n.keys.Store(kr)
+	if n.qrCache, err = lru.New[string, []byte](qrCacheSize); err != nil {
+		return nil, fmt.Errorf("qr cache: %w", err)
+	}
 	// A GeoIP file that is not there is skipped with a warning (the node
 	// serves without geolocation, as when none is configured: an optional
 	// volume left empty); one that is there but unreadable is an error.
@@ -463,6 +468,9 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	})
 	return n.shutErr
 }
+
+// qrCacheSize bounds the QR code images kept (about 1 KiB each).
+const qrCacheSize = 4096
 
 // watchKeys switches the issuing link-key generation when it changes with
 // time: a key's issue_from comes (the rotation's second step, without a

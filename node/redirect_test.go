@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"io"
@@ -310,5 +311,38 @@ func TestMissingGeoIPSkipped(t *testing.T) {
 	n.handle(ctx)
 	if ctx.Response.StatusCode() != 302 {
 		t.Fatalf("status %d", ctx.Response.StatusCode())
+	}
+}
+
+// TestQRCode: a share link's QR code is a PNG, rendered once and then served
+// from the cache; a forged code gets the not-found page.
+func TestQRCode(t *testing.T) {
+	n, code := newTestNode(t, false, "")
+	get := func(c string) *fasthttp.RequestCtx {
+		var ctx fasthttp.RequestCtx
+		var req fasthttp.Request
+		req.SetRequestURI("/" + c + "/qr.png")
+		ctx.Init(&req, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5555}, nil)
+		n.handle(&ctx)
+		return &ctx
+	}
+	first := get(code)
+	if first.Response.StatusCode() != 200 || string(first.Response.Header.ContentType()) != "image/png" ||
+		!bytes.HasPrefix(first.Response.Body(), []byte("\x89PNG\r\n\x1a\n")) {
+		t.Fatalf("qr: %d %q", first.Response.StatusCode(), first.Response.Header.ContentType())
+	}
+	if !n.qrCache.Contains(code) {
+		t.Fatal("the rendered image is not cached")
+	}
+	if again := get(code); !bytes.Equal(again.Response.Body(), first.Response.Body()) {
+		t.Fatal("the cached image differs")
+	}
+	forged := []byte(code)
+	forged[3] ^= 1
+	if forged[3] < '0' {
+		forged[3] = 'z'
+	}
+	if ctx := get(string(forged)); ctx.Response.StatusCode() != 404 || n.qrCache.Contains(string(forged)) {
+		t.Fatalf("forged code: %d", ctx.Response.StatusCode())
 	}
 }
