@@ -322,6 +322,18 @@ func (c *Config) ApplyEnv(environ []string) error {
 	return nil
 }
 
+// DSNError is the text of a DSN parse error without the DSN it quotes: pgx
+// masks a password only in some spellings ("password=x", not "password = x").
+func DSNError(err error) string {
+	msg := err.Error()
+	if i := strings.IndexByte(msg, '`'); i >= 0 {
+		if j := strings.LastIndexByte(msg, '`'); j > i {
+			msg = msg[:i] + "(dsn not shown)" + msg[j+1:]
+		}
+	}
+	return msg
+}
+
 // loopbackAddr reports whether a listen address (host:port) is on loopback.
 func loopbackAddr(hostport string) bool {
 	host, _, err := net.SplitHostPort(hostport)

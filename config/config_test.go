@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 func validYAML() string {
@@ -244,5 +246,17 @@ func TestKeysRequiredBeyondLoopback(t *testing.T) {
 				t.Fatalf("Resolve: %v, want an error naming %s", err, tc.wantErr)
 			}
 		})
+	}
+}
+
+// TestDSNErrorHidesTheDSN: a DSN that does not parse is reported without
+// the DSN, whatever spelling of its password pgx fails to mask.
+func TestDSNErrorHidesTheDSN(t *testing.T) {
+	_, err := pgxpool.ParseConfig("host=h password = S3cretPW port=abc")
+	if err == nil {
+		t.Fatal("the DSN parsed")
+	}
+	if msg := DSNError(err); strings.Contains(msg, "S3cretPW") || !strings.Contains(msg, "dsn not shown") {
+		t.Fatalf("DSNError = %q", msg)
 	}
 }

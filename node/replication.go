@@ -11,6 +11,7 @@ import (
 	"github.com/refrouter/refrouter/attribution/migrate"
 	"github.com/refrouter/refrouter/attribution/outbox"
 	"github.com/refrouter/refrouter/attribution/replicate"
+	"github.com/refrouter/refrouter/config"
 )
 
 // openReplication builds the replicator for dsn. A DSN that does not parse
@@ -24,7 +25,7 @@ func (n *Node) openReplication(dsn string) error {
 	defer cancel()
 	pool, err := pgxpool.New(ctx, dsn)
 	if err != nil {
-		return fmt.Errorf("database: bad dsn: %w", err)
+		return fmt.Errorf("database: bad dsn: %s", config.DSNError(err))
 	}
 	n.outbox.Register(replicate.DefaultCursor)
 	r, err := replicate.New(replicate.Config{Logger: n.log, Registerer: n.reg}, n.outbox, pool)

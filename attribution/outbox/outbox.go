@@ -147,7 +147,7 @@ func Open(opts Options) (*Outbox, error) {
 		warned:    map[string]bool{},
 		stop:      make(chan struct{}),
 	}
-	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create outbox dir %q: %w", opts.Dir, err)
 	}
 	lock, err := lockDir(opts.Dir)
@@ -286,7 +286,7 @@ func (o *Outbox) removeStaleGaps(gaps map[uint64]bool) {
 // newSegmentLocked creates an empty active segment starting at nextSeq. Caller holds mu (or is Open).
 func (o *Outbox) newSegmentLocked() error {
 	path := filepath.Join(o.opts.Dir, segName(o.nextSeq))
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return fmt.Errorf("create segment %q: %w", path, err)
 	}

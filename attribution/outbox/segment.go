@@ -132,7 +132,7 @@ func listGaps(dir string) (map[uint64]bool, error) {
 func writeGap(dir string, from, next uint64) error {
 	path := filepath.Join(dir, gapName(next))
 	text := fmt.Sprintf("refrouter outbox gap v1 missing %d..%d\n", from, next-1)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return fmt.Errorf("create gap record %q: %w", path, err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/refrouter/refrouter/attribution/report"
 	"github.com/refrouter/refrouter/bench/bare"
 	"github.com/refrouter/refrouter/cluster"
+	"github.com/refrouter/refrouter/config"
 	"github.com/refrouter/refrouter/geo"
 	"github.com/refrouter/refrouter/geo/geotest"
 	"github.com/spf13/cobra"
@@ -103,7 +104,7 @@ func openPool(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
 	}
 	pool, err := pgxpool.New(ctx, dsn)
 	if err != nil {
-		return nil, fmt.Errorf("bad dsn: %w", err)
+		return nil, fmt.Errorf("bad dsn: %s", config.DSNError(err))
 	}
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
