@@ -346,3 +346,15 @@ func TestQRCode(t *testing.T) {
 		t.Fatalf("forged code: %d", ctx.Response.StatusCode())
 	}
 }
+
+func TestHeaderSafe(t *testing.T) {
+	for s, want := range map[string]bool{
+		"https://fra-1.example.com:8443": true,
+		"https://evil.example\r\nSet-Cookie: x=1": false,
+		"https://a b": false, "https://é.example": false, "": true,
+	} {
+		if got := headerSafe(s); got != want {
+			t.Errorf("headerSafe(%q) = %v", s, got)
+		}
+	}
+}
