@@ -51,6 +51,7 @@ type memberEntry struct {
 	m       Member
 	since   time.Time // of the last state change
 	leaving bool      // its last meta announced a graceful leave
+	badMeta string    // why its last metadata was rejected (logged once)
 }
 
 // Cluster is one node's membership and raft replica. Create it with New,
@@ -90,6 +91,9 @@ type Cluster struct {
 	reconcileMu sync.Mutex     // one reconcile at a time
 	rec         reconcileState // guarded by reconcileMu
 
+	peerMu sync.Mutex
+	peers  peerChecks // guarded by peerMu; see checkPeer
+
 	mu       sync.Mutex
 	meta     Meta
 	metaB    []byte
@@ -123,6 +127,9 @@ func New(cfg Config, fsm FSM) (*Cluster, error) {
 		worst.ClusterAddr = net.JoinHostPort(h, "65535")
 	}
 	if err := checkMetaWorstCase(worst); err != nil {
+		return nil, err
+	}
+	if err := checkOwnMeta(worst); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -431,6 +438,12 @@ func (c *Cluster) joinLoop() {
 // lowest name among them. With more such members than BootstrapExpect it
 // never bootstraps (two nodes could otherwise bootstrap different
 // configurations) and logs the misconfiguration once.
+//
+// Only members whose cluster address answered with their name (checkPeer)
+// count, as voters and as members with raft state; while a check of such a
+// member is still pending, the loop waits. A gossiping impostor thus can
+// neither become an initial voter nor stop the bootstrap by claiming raft
+// state.
 func (c *Cluster) bootstrapLoop() {
 	tooMany := false
 	for {
@@ -438,12 +451,25 @@ func (c *Cluster) bootstrapLoop() {
 			return
 		}
 		var voters []Member
-		existing := false
+		existing, pending := false, false
 		for _, m := range c.Members() {
 			if m.State != StateAlive {
 				continue
 			}
-			if m.HasState && m.Name != c.cfg.Name {
+			self := m.Name == c.cfg.Name
+			if !self && (m.HasState || m.Voter) {
+				if m.ClusterAddr == "" {
+					continue
+				}
+				switch c.checkPeer(m.Name, m.ClusterAddr) {
+				case peerPending:
+					pending = true
+					continue
+				case peerFailed:
+					continue
+				}
+			}
+			if m.HasState && !self {
 				existing = true
 			}
 			if m.Voter && m.ClusterAddr != "" {
@@ -453,6 +479,12 @@ func (c *Cluster) bootstrapLoop() {
 		if existing {
 			c.log.Info("cluster: a member already has raft state; waiting to be added")
 			return
+		}
+		if pending {
+			if !c.sleep(c.cfg.ReconcileInterval / 2) {
+				return
+			}
+			continue
 		}
 		switch {
 		case len(voters) > c.cfg.BootstrapExpect:
@@ -508,18 +540,47 @@ func (p addrProvider) ServerAddr(id raft.ServerID) (raft.ServerAddress, error) {
 
 // Members returns every member gossip knows, sorted by name, with decoded
 // metadata. The slice is the caller's.
+//
+// A member's PublicURL is listed only when the member is in this node's
+// raft configuration at the cluster address it gossips (the leader added
+// it after it proved the cluster key and its name on that address, see
+// checkPeer), and its metadata passed validateMeta; otherwise it is empty,
+// as for a member whose metadata was rejected. Anyone who can gossip
+// chooses its metadata, so a URL is trusted no further than that. The
+// node's own entry is always complete.
 func (c *Cluster) Members() []Member {
+	servers := c.raftServers()
 	c.mu.Lock()
 	out := make([]Member, 0, len(c.members))
 	for _, e := range c.members {
 		m := e.m
 		if m.Name == c.cfg.Name {
 			m.Meta = c.meta
+		} else if a, ok := servers[m.Name]; !ok || a != m.ClusterAddr {
+			m.PublicURL = ""
 		}
 		out = append(out, m)
 	}
 	c.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// raftServers returns the servers of the latest raft configuration this
+// node knows (committed or not), by ID; nil before Start.
+func (c *Cluster) raftServers() map[string]string {
+	if !c.started.Load() {
+		return nil
+	}
+	f := c.raft.GetConfiguration()
+	if f.Error() != nil {
+		return nil
+	}
+	cfg := f.Configuration()
+	out := make(map[string]string, len(cfg.Servers))
+	for _, s := range cfg.Servers {
+		out[string(s.ID)] = string(s.Address)
+	}
 	return out
 }
 
@@ -826,7 +887,9 @@ func (s *reconcileState) logOnce(key string) bool {
 //
 // Alive members are added (voters as voters, others as non-voters) and a
 // voter whose metadata says non-voter is demoted when the voters left can
-// still form a majority. A server leaves the configuration when its member
+// still form a majority; either only once the member's cluster address has
+// answered with its name (checkPeer), and at most one voter is added per
+// reconcile. A server leaves the configuration when its member
 // left, was dead longer than DeadServerTimeout, or has had no member entry
 // at all for DeadServerTimeout (counted from the first reconcile of this
 // leadership term that missed it, once this node has joined gossip) and
@@ -862,6 +925,10 @@ func (c *Cluster) reconcile() {
 		ms[n] = entry{e.m, e.since, e.leaving}
 	}
 	c.mu.Unlock()
+	c.prunePeerChecks(func(name, addr string) (bool, bool) {
+		e, ok := ms[name]
+		return ok && e.m.ClusterAddr == addr, ok && e.m.State == StateAlive
+	})
 	alive := func(name string) bool {
 		if name == c.cfg.Name {
 			return true
@@ -902,6 +969,13 @@ func (c *Cluster) reconcile() {
 			c.log.Warn("cluster: configured as non-voter but no other voter can take over; staying a voter")
 		}
 	}
+	// Gossip alone never changes the configuration: a member is added or
+	// demoted only once its cluster address has answered with its name
+	// (checkPeer). At most one voter is added per reconcile.
+	verified := func(name string, addr raft.ServerAddress) bool {
+		return c.checkPeer(name, string(addr)) == peerVerified
+	}
+	addedVoter := false
 	for name, e := range ms {
 		if name == c.cfg.Name || e.m.State != StateAlive || e.m.ClusterAddr == "" || e.leaving {
 			continue
@@ -910,6 +984,10 @@ func (c *Cluster) reconcile() {
 		addr := raft.ServerAddress(e.m.ClusterAddr)
 		switch {
 		case e.m.Voter && (!ok || s.Suffrage != raft.Voter || s.Address != addr):
+			if addedVoter || !verified(name, addr) {
+				continue
+			}
+			addedVoter = true
 			c.log.Info("cluster: adding voter", "member", name, "addr", addr)
 			if err := c.raft.AddVoter(raft.ServerID(name), addr, 0, timeout).Error(); err != nil {
 				c.log.Warn("cluster: add voter", "member", name, "err", err)
@@ -921,11 +999,17 @@ func (c *Cluster) reconcile() {
 				}
 				continue
 			}
+			if !verified(name, addr) {
+				continue
+			}
 			c.log.Info("cluster: demoting voter configured as non-voter", "member", name)
 			if err := c.raft.DemoteVoter(raft.ServerID(name), 0, timeout).Error(); err != nil {
 				c.log.Warn("cluster: demote voter", "member", name, "err", err)
 			}
 		case !e.m.Voter && (!ok || s.Address != addr):
+			if !verified(name, addr) {
+				continue
+			}
 			c.log.Info("cluster: adding non-voter", "member", name, "addr", addr)
 			if err := c.raft.AddNonvoter(raft.ServerID(name), addr, 0, timeout).Error(); err != nil {
 				c.log.Warn("cluster: add non-voter", "member", name, "err", err)

@@ -50,10 +50,9 @@ func (d delegate) MergeRemoteState(buf []byte, join bool) {
 }
 
 func (d delegate) upsert(n *memberlist.Node, state string) {
+	// Metadata that fails to decode or validate leaves the member with
+	// none (decodeMeta): no public URL, no cluster address, not a voter.
 	meta, leaving, err := decodeMeta(n.Name, n.Meta)
-	if err != nil {
-		d.c.log.Warn("cluster: member metadata", "member", n.Name, "err", err)
-	}
 	addr := net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
 	c := d.c
 	c.mu.Lock()
@@ -61,6 +60,13 @@ func (d delegate) upsert(n *memberlist.Node, state string) {
 	if e == nil {
 		e = &memberEntry{}
 		c.members[n.Name] = e
+	}
+	// Log a rejection once per distinct problem, not on every update.
+	logBad := false
+	if err != nil && err.Error() != e.badMeta {
+		e.badMeta, logBad = err.Error(), true
+	} else if err == nil {
+		e.badMeta = ""
 	}
 	if state == "" { // a leave event
 		state = StateDead
@@ -79,6 +85,9 @@ func (d delegate) upsert(n *memberlist.Node, state string) {
 	e.m.State = state
 	e.m.GossipAddr = addr
 	c.mu.Unlock()
+	if logBad {
+		c.log.Warn("cluster: ignoring the member's gossiped metadata", "member", n.Name, "gossip_addr", addr, "err", err)
+	}
 	c.wake()
 	c.notifySubs()
 }

@@ -31,6 +31,12 @@ type dialer struct {
 func (d dialer) dial(addr string, kind byte, timeout time.Duration) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
+	return d.dialContext(ctx, addr, kind, false)
+}
+
+// dialContext is dial within ctx; the cluster-key handshake is bounded by
+// ctx as well only when boundHandshake is set.
+func (d dialer) dialContext(ctx context.Context, addr string, kind byte, boundHandshake bool) (net.Conn, error) {
 	var conn net.Conn
 	var err error
 	if d.hook != nil {
@@ -58,7 +64,15 @@ func (d dialer) dial(addr string, kind byte, timeout time.Duration) (net.Conn, e
 		}
 		conn = tc
 	}
-	if err := clientHandshake(conn, kind, d.key); err != nil {
+	stop := func() bool { return true }
+	if boundHandshake {
+		stop = context.AfterFunc(ctx, func() { conn.Close() })
+	}
+	err = clientHandshake(conn, kind, d.key)
+	if !stop() && err == nil {
+		err = ctx.Err()
+	}
+	if err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("handshake with %s: %w", addr, err)
 	}

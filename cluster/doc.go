@@ -52,9 +52,32 @@
 // in its metadata and in a notice to each peer over the cluster port, so
 // peers record "left" (not "dead") whichever arrives first.
 //
+// Gossip is not authenticated by the cluster key: anyone who can gossip
+// (no gossip key, or a holder of the gossip key only) picks its own name
+// and metadata. Received metadata is therefore validated (validateMeta:
+// coordinates in range; the public URL an absolute http(s) URL,
+// scheme://host[:port][/path], of printable ASCII with RFC 3986 path
+// characters only, no userinfo, query or fragment; the cluster address
+// host:port with a port in 1-65535; short printable text fields); a member
+// whose metadata fails is logged once and kept with none (no URL, no
+// cluster address, not voter-capable). New refuses a configuration whose
+// own metadata would fail. Members lists a member's public URL only when
+// the member is in the raft configuration at the cluster address it
+// gossips; the node's own entry is always complete.
+//
+// Nothing enters the raft configuration on gossip alone: before the leader
+// adds a member (as voter or non-voter) or demotes it, and before a node
+// bootstraps with members as voters, the member's cluster address must
+// complete the cluster-key handshake (and TLS when configured, through
+// Config.Dial) and answer a status request with the member's own name,
+// within 2 s. A success is remembered per (name, cluster address); a
+// failure is logged once per (name, address) and retried with backoff
+// (1 s doubling to 30 s). The leader adds at most one voter per reconcile.
+//
 // Raft membership follows gossip: with BootstrapExpect set, once gossip shows
-// exactly that many alive voter-capable members and none of them has raft
-// state, the one with the lowest name bootstraps with all of them as voters.
+// exactly that many alive voter-capable members (verified as above) and none
+// of them has raft state, the one with the lowest name bootstraps with all
+// of them as voters.
 // BootstrapExpect must equal the number of initial voters: a node that sees
 // more voter-capable members without raft state than BootstrapExpect does
 // not bootstrap (another node, seeing fewer, may already have bootstrapped

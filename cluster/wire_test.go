@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"math"
+	"net"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -180,13 +182,37 @@ func FuzzDecodeMeta(f *testing.F) {
 		b, _ := encodeMeta(m)
 		f.Add(b)
 	}
+	for _, bm := range badMetas {
+		f.Add([]byte(bm.json))
+	}
+	for _, js := range goodMetas {
+		f.Add([]byte(js))
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, _, err := decodeMeta("n", b)
 		if err != nil {
+			if m != (Meta{Name: "n"}) {
+				t.Fatalf("rejected metadata kept: %+v", m)
+			}
 			return
 		}
-		if math.IsNaN(m.Lat) || math.IsNaN(m.Lon) {
-			t.Fatal("NaN coordinate decoded")
+		if math.IsNaN(m.Lat) || math.IsNaN(m.Lon) || m.Lat < -90 || m.Lat > 90 || m.Lon < -180 || m.Lon > 180 {
+			t.Fatalf("coordinates %v %v decoded", m.Lat, m.Lon)
+		}
+		if strings.ContainsFunc(m.PublicURL+m.ClusterAddr, func(r rune) bool { return r <= ' ' || r >= 0x7f }) {
+			t.Fatalf("URL %q or cluster address %q with a space, control or non-ASCII character", m.PublicURL, m.ClusterAddr)
+		}
+		if m.PublicURL != "" {
+			u, err := url.Parse(m.PublicURL)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+				u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+				t.Fatalf("URL %q accepted: %+v %v", m.PublicURL, u, err)
+			}
+		}
+		if m.ClusterAddr != "" {
+			if _, p, err := net.SplitHostPort(m.ClusterAddr); err != nil || p == "0" {
+				t.Fatalf("cluster address %q accepted", m.ClusterAddr)
+			}
 		}
 		if len(b) <= 512 {
 			if _, err := encodeMeta(m); err != nil && !errors.Is(err, ErrMetaTooLarge) {
