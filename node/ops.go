@@ -183,6 +183,11 @@ func (n *Node) routingNodes() []routing.Node {
 	ms := n.cluster.Members()
 	out := make([]routing.Node, 0, len(ms))
 	for _, m := range ms {
+		if m.Name != n.cfg.Name && m.PublicURL == "" {
+			// Not (yet) a raft server at the address it gossips: its
+			// coordinates are not to be trusted for routing either.
+			continue
+		}
 		out = append(out, routing.Node{
 			Name: m.Name, Region: m.Region, URL: m.PublicURL, Lat: m.Lat, Lon: m.Lon, Load: m.Load,
 			Suspect: m.State == "suspect", Alive: m.State == "alive" || m.State == "suspect",
