@@ -367,8 +367,9 @@ func (c *Config) Validate() error {
 		c.PublicURL = "http://" + c.Listen
 	}
 	u, err := url.Parse(c.PublicURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
-		return fieldErr("public_url", c.PublicURL, "must be an absolute http(s) URL without a query")
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" || u.RawQuery != "" ||
+		u.User != nil || u.Fragment != "" || strings.ContainsFunc(c.PublicURL, func(r rune) bool { return r <= ' ' || r >= 0x7f }) {
+		return fieldErr("public_url", c.PublicURL, "must be an absolute http(s) URL with a host, of visible ASCII, without user info, query or fragment (set it when listen has no host)")
 	}
 	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
 	for _, a := range []struct{ field, v string }{{"listen", c.Listen}, {"gossip", c.Gossip}, {"cluster", c.Cluster}} {

@@ -62,6 +62,8 @@ func TestValidateNamesFieldAndValue(t *testing.T) {
 		{"bad proxy header", "trusted_proxy_header: x-real-ip", "trusted_proxy_header", "x-real-ip"},
 		{"bad listen", "listen: nope", "listen", "nope"},
 		{"bad url", "public_url: ftp://x", "public_url", "ftp://x"},
+		{"url with user info", "public_url: http://u@x.example", "public_url", "http://u@x.example"},
+		{"url without host", "public_url: http://:8080", "public_url", "http://:8080"},
 		{"click token version 3", "click_token_version: 3", "click_token_version", "3"},
 		{"click token version 0", "click_token_version: 0", "click_token_version", "0"},
 		{"click token version -1", "click_token_version: -1", "click_token_version", "-1"},
