@@ -227,10 +227,22 @@ func (c *Cluster) start(ctx context.Context) error {
 	}
 	rc := raftConfig(cfg)
 	rc.Logger = newHCLogger(c.log, "raft", &c.stopping)
-	c.raft, err = raft.NewRaft(rc, c.fsm, logs, c.wal, snaps, c.trans)
+	var trans raft.Transport = c.trans
+	var guard *voteGuard
+	if !hasState {
+		guard = newVoteGuard(c.trans, raft.RPCHeader{
+			ProtocolVersion: rc.ProtocolVersion, ID: []byte(cfg.Name), Addr: c.trans.EncodePeer(rc.LocalID, c.trans.LocalAddr()),
+		}, c.log)
+		trans = guard
+	}
+	c.raft, err = raft.NewRaft(rc, c.fsm, logs, c.wal, snaps, trans)
 	if err != nil {
 		c.mux.close()
 		return fmt.Errorf("start raft: %w", err)
+	}
+	if guard != nil {
+		guard.raft.Store(c.raft)
+		c.goLoop(func() { guard.run(c.ctx) })
 	}
 	c.batch = newBatcher(c.raft, cfg.MaxBatch, cfg.MaxBatchDelay, cfg.ApplyTimeout, c.metrics.batch.Observe)
 	c.batch.start()

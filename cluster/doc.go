@@ -31,7 +31,11 @@
 // shrinks towards it from 2x as other members confirm, so detection stays
 // under 5 s up to about 100 members.
 //
-// Raft pre-vote is on (raft v1.8 default, NetworkTransport supports it).
+// Raft pre-vote is on (raft v1.8 default, NetworkTransport supports it). A
+// node that starts without raft state does not vote for candidates whose
+// log goes beyond a bootstrap entry until a leader has given it state (see
+// voteGuard): a voter whose disk was lost, back under its old name, must not
+// help a stale candidate overwrite committed entries.
 //
 // # Writes
 //
