@@ -232,7 +232,7 @@ type snapshot struct {
 	naturalDup     []string // (campaign, invitee) with more than one registration row
 	orphanDecision int      // decision rows without a registration row
 	orphanGrant    int      // grant rows without a registration row
-	dupGrantRole   int      // (registration_id, role) with more than one grant row
+	dupGrantRole   int      // (registration_id, role) with more than one grant row (tasks aside: one grant per task unlocked)
 }
 
 func readSnapshot(ctx context.Context, pool *pgxpool.Pool, campaign string) (*snapshot, error) {
@@ -303,7 +303,7 @@ func readSnapshot(ctx context.Context, pool *pgxpool.Pool, campaign string) (*sn
 	}
 	rows.Close()
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM grants WHERE campaign = $1
-		GROUP BY registration_id, role HAVING count(*) > 1) d`, campaign).Scan(&s.dupGrantRole); err != nil {
+		AND role <> 'task' GROUP BY registration_id, role HAVING count(*) > 1) d`, campaign).Scan(&s.dupGrantRole); err != nil {
 		return nil, fmt.Errorf("read duplicate grants: %w", err)
 	}
 	return s, nil
@@ -337,9 +337,27 @@ func waitReplicated(t *testing.T, pool *pgxpool.Pool, campaign string, acks map[
 		s, lastErr = readSnapshot(ctx, pool, campaign)
 		return lastErr == nil && s.complete(acks)
 	})
-	if s.orphanDecision != 0 || s.orphanGrant != 0 || s.dupGrantRole != 0 || len(s.naturalDup) != 0 {
-		t.Errorf("orphan decisions %d, orphan grants %d, duplicate (registration, role) grants %d, invitees registered twice %v",
-			s.orphanDecision, s.orphanGrant, s.dupGrantRole, s.naturalDup)
+	// An invitee may have several registration rows (two nodes acknowledging
+	// the same invitee at once give two ids: ARCHITECTURE.md), but at most
+	// one of them holds its attribution (I3); the others are "duplicate".
+	attributed := map[string]int{}
+	for _, r := range s.regs {
+		for _, d := range r.Decisions {
+			if d == "rewarded" || d == "capped" || d == "held" {
+				attributed[r.Invitee]++
+				break
+			}
+		}
+	}
+	var twice []string
+	for _, inv := range s.naturalDup {
+		if attributed[inv] > 1 {
+			twice = append(twice, inv)
+		}
+	}
+	if s.orphanDecision != 0 || s.orphanGrant != 0 || s.dupGrantRole != 0 || len(twice) != 0 {
+		t.Errorf("orphan decisions %d, orphan grants %d, duplicate (registration, role) grants %d, invitees attributed twice %v",
+			s.orphanDecision, s.orphanGrant, s.dupGrantRole, twice)
 	}
 	for id, a := range acks {
 		r := s.regs[id]

@@ -393,7 +393,9 @@ func TestSettlementReplicated(t *testing.T) {
 	a := clusterAPI(t, lc)
 	const camp = "e2e-pk"
 	body := campaignBody(camp, 100)
-	end := time.Now().Add(4 * time.Second).UTC().Truncate(time.Second)
+	// Long enough for the set-up below on a loaded machine: a registration
+	// after the end would leave the PK without a winner.
+	end := time.Now().Add(10 * time.Second).UTC().Truncate(time.Second)
 	body["ends_at"] = end.Format(time.RFC3339)
 	body["teams"] = map[string]any{"award": map[string]any{"value": 50}}
 	a.createCampaign(0, body)
@@ -406,8 +408,9 @@ func TestSettlementReplicated(t *testing.T) {
 		r := a.c.Do(t, "POST", a.urls[0]+"/v1/campaigns/"+camp+"/inviters/"+i+"/team", a.platform, map[string]string{"team": tm})
 		testutil.Expect(t, r, 200, "join team")
 	}
-	if _, st := a.register(1, map[string]string{"campaign": camp, "code": codes["blue-1"], "invitee": "pk-friend"}, "?wait=5s"); st != 200 {
-		t.Fatalf("register: status %d", st)
+	id, st := a.register(1, map[string]string{"campaign": camp, "code": codes["blue-1"], "invitee": "pk-friend"}, "?wait=5s")
+	if d := a.decision(1, id); st != 200 || d.Status != "rewarded" {
+		t.Fatalf("register before the end: status %d, decision %+v", st, d)
 	}
 	time.Sleep(time.Until(end) + 100*time.Millisecond)
 	// Any entry after ends_at settles the campaign.
