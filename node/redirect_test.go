@@ -349,7 +349,7 @@ func TestQRCode(t *testing.T) {
 
 func TestHeaderSafe(t *testing.T) {
 	for s, want := range map[string]bool{
-		"https://fra-1.example.com:8443": true,
+		"https://fra-1.example.com:8443":          true,
 		"https://evil.example\r\nSet-Cookie: x=1": false,
 		"https://a b": false, "https://é.example": false, "": true,
 	} {
