@@ -379,3 +379,51 @@ func TestOpenTwiceLocked(t *testing.T) {
 	}
 	o2.Close()
 }
+
+// TestWaitInsideGapBlocks: after Open skipped records lost below a cursor, a
+// reader whose position is inside the gap finds nothing and must then wait
+// for a new record, not be told at once that there are records (it spun,
+// reading nothing, at full CPU).
+func TestWaitInsideGapBlocks(t *testing.T) {
+	dir := t.TempDir()
+	o := newTestOutbox(t, Options{Dir: dir, SegmentBytes: 2048})
+	for i := 0; i < 30; i++ {
+		mustAppend(t, o, true, testEvent(i))
+	}
+	if err := o.Commit("replicator", 20); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Commit("submitter", 31); err != nil {
+		t.Fatal(err)
+	}
+	o.Close()
+	firsts, err := listSegments(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := filepath.Join(dir, segName(firsts[len(firsts)-1]))
+	st, err := os.Stat(last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	truncate(t, last, st.Size()-7) // record 30 is lost; the submitter cursor had passed it
+	o2 := newTestOutbox(t, Options{Dir: dir, SegmentBytes: 2048})
+	if recs, err := o2.Read(30, 100); err != nil || len(recs) != 0 {
+		t.Fatalf("Read(30) = %d records, %v; want none", len(recs), err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if err := o2.Wait(ctx, 29); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Wait(29) inside the gap = %v, want to block until the deadline", err)
+	}
+	seq := mustAppend(t, o2, true, testEvent(99))
+	if seq != 31 {
+		t.Fatalf("new record got seq %d, want 31 (at the cursor)", seq)
+	}
+	if err := o2.Wait(context.Background(), 29); err != nil {
+		t.Fatalf("Wait(29) after a new record: %v", err)
+	}
+	if recs, err := o2.Read(30, 100); err != nil || len(recs) != 1 || recs[0].Seq != 31 {
+		t.Fatalf("Read(30) after the new record = %+v, %v", recs, err)
+	}
+}

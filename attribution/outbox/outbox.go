@@ -95,11 +95,17 @@ type Outbox struct {
 	bufN    uint64     // records in buf
 	bufIdx  []int64    // index offsets (relative to active size) for records in buf
 	nextSeq uint64
-	bytes   int64         // retained bytes: files + buf
-	notify  chan struct{} // closed and replaced by the next append when waiting is set
-	waiting bool
-	err     error // sticky write error
-	closed  bool
+	// After Open skipped a gap up to a cursor (skipToCursors), gapEnd is the
+	// seq the records start again at and lastBeforeGap the last record
+	// before it: until a record is appended at gapEnd, the newest record is
+	// lastBeforeGap, not nextSeq-1 (Wait must not report records that are
+	// not there, or a reader inside the gap spins).
+	gapEnd, lastBeforeGap uint64
+	bytes                 int64         // retained bytes: files + buf
+	notify                chan struct{} // closed and replaced by the next append when waiting is set
+	waiting               bool
+	err                   error // sticky write error
+	closed                bool
 	// filesClosed is set once Close closed the segment files: a sync started later (a
 	// Commit racing Close) fails with ErrClosed instead of writing to a closed file.
 	filesClosed bool
@@ -262,6 +268,7 @@ func (o *Outbox) skipToCursors() error {
 			return err
 		}
 	}
+	o.gapEnd, o.lastBeforeGap = top, o.nextSeq-1
 	o.nextSeq = top
 	return o.newSegmentLocked()
 }
@@ -624,7 +631,11 @@ func (o *Outbox) Wait(ctx context.Context, after uint64) error {
 			o.mu.Unlock()
 			return ErrClosed
 		}
-		if o.nextSeq-1 > after {
+		last := o.nextSeq - 1
+		if o.nextSeq == o.gapEnd {
+			last = o.lastBeforeGap
+		}
+		if last > after {
 			o.mu.Unlock()
 			return nil
 		}
