@@ -37,6 +37,7 @@ const (
 	CmdReview      CommandType = 4
 	CmdSetSegments CommandType = 5
 	CmdJoinTeam    CommandType = 6
+	CmdSetRules    CommandType = 7
 
 	resError CommandType = 0xff
 )
@@ -58,6 +59,8 @@ func (t CommandType) String() string {
 		return "set_segments"
 	case CmdJoinTeam:
 		return "join_team"
+	case CmdSetRules:
+		return "set_rules"
 	}
 	return fmt.Sprintf("command(%d)", uint8(t))
 }
@@ -335,6 +338,13 @@ func header(t CommandType, size int) []byte {
 // EncodeNoop returns a command that changes nothing (a barrier through the log).
 func EncodeNoop() []byte { return header(CmdNoop, 0) }
 
+// EncodeSetRules encodes a command that raises the ledger's rules level to
+// level (see RulesLevel). Apply it only once every replica runs a build that
+// knows the level: an older build answers ErrUnknownCommand and keeps its
+// rules, and replicas on different levels decide some registrations
+// differently.
+func EncodeSetRules(level uint8) []byte { return append(header(CmdSetRules, 1), level) }
+
 // EncodePutCampaign encodes a create-or-replace of c (Number and Version are
 // ignored by the ledger).
 func EncodePutCampaign(c Campaign) []byte {
@@ -572,7 +582,7 @@ func DecodeResult(b []byte) (Result, error) {
 			return Result{}, fmt.Errorf("%w: bad error result", ErrMalformedResult)
 		}
 		return Result{}, &resultError{kind: errKinds[code], msg: msg}
-	case CmdNoop, CmdSetSegments, CmdJoinTeam:
+	case CmdNoop, CmdSetSegments, CmdJoinTeam, CmdSetRules:
 	case CmdPutCampaign:
 		res.Put.ID = r.str()
 		n := r.uvarint()

@@ -118,3 +118,14 @@ type fsm interface {
 }
 
 var _ fsm = (*Ledger)(nil)
+
+// newRulesLedger is a test ledger whose rules level was raised to level
+// through the log, as a cluster raises it.
+func newRulesLedger(tb testing.TB, level uint8) *testLedger {
+	tb.Helper()
+	l := newTestLedger(tb)
+	if level > 0 {
+		l.mustDo(time.Unix(0, 0), EncodeSetRules(level))
+	}
+	return l
+}

@@ -23,7 +23,18 @@ type Ledger struct {
 }
 
 // state is everything the snapshot holds. Guarded by Ledger.mu.
+// RulesLevel is the newest rules level this build applies. Level 0 is the
+// rules of builds before levels existed; level 1 adds: the per-inviter daily
+// cap's day only moves forward; a late release after settlement leaves team
+// totals and lottery entries alone; a campaign replacement remaps done tasks
+// by name and is refused when it reorders variants or reopens a settled
+// campaign. A ledger starts at level 0 and moves up only through a
+// CmdSetRules entry, so that replicas replaying old entries, and older
+// builds during a rolling upgrade, decide every entry alike.
+const RulesLevel = 1
+
 type state struct {
+	rules    uint8        // the rules level in force (see RulesLevel)
 	camps    []*campState // index number-1
 	campIdx  map[string]uint16
 	names    arena
@@ -264,6 +275,15 @@ func (s *state) apply(cmd []byte, index uint64, at time.Time, changed *bool) []b
 			return malformed(t, err)
 		}
 		return s.joinTeam(v)
+	case CmdSetRules:
+		if len(body) != 1 {
+			return malformed(t, errors.New("want one byte"))
+		}
+		if body[0] > RulesLevel {
+			return encodeError(fmt.Errorf("%w: rules level %d (this build knows up to %d)", ErrUnknownCommand, body[0], RulesLevel))
+		}
+		s.rules = max(s.rules, body[0])
+		return encodeEmpty(CmdSetRules)
 	}
 	return encodeError(fmt.Errorf("%w: type %d", ErrUnknownCommand, uint8(t)))
 }
@@ -286,13 +306,17 @@ func (s *state) putCampaign(body []byte, changed *bool) []byte {
 		if bytes.Equal(canon, cs.canon) {
 			return encodePut(PutResult{ID: c.ID, Number: cs.c.Number, Version: cs.c.Version})
 		}
-		if err := s.checkReplace(cs, &c); err != nil {
-			return encodeError(err)
+		if s.rules >= 1 {
+			if err := s.checkReplace(cs, &c); err != nil {
+				return encodeError(err)
+			}
 		}
 		prev := cs.c
 		c.Number, c.Version = cs.c.Number, cs.c.Version+1
 		cs.setCampaign(&c, canon)
-		cs.remapTasks(prev.Tasks)
+		if s.rules >= 1 {
+			cs.remapTasks(prev.Tasks)
+		}
 		cs.allowUse(prev)
 	} else {
 		if len(s.camps) >= math.MaxUint16 {
@@ -307,6 +331,13 @@ func (s *state) putCampaign(body []byte, changed *bool) []byte {
 	*changed = true
 	s.computeNextEnd()
 	return encodePut(PutResult{ID: c.ID, Number: c.Number, Version: c.Version})
+}
+
+// Rules returns the rules level in force (see RulesLevel).
+func (l *Ledger) Rules() uint8 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.st.rules
 }
 
 // CheckPut reports whether a PutCampaign of c would be refused, judged

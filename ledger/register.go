@@ -199,7 +199,7 @@ func (s *state) reward(cs *campState, p uint32, at time.Time) {
 	inv.invites++
 	// After settlement (a hold released late) the team PK and the lottery
 	// are decided: team totals and lottery entries no longer change.
-	if cs.settled == nil {
+	if cs.settled == nil || s.rules < 1 {
 		if inv.team > 0 {
 			t := &cs.teams[inv.team-1]
 			t.total++
@@ -220,7 +220,7 @@ func (s *state) reward(cs *campState, p uint32, at time.Time) {
 	// The day only moves forward: entry time is the leader's clock and may
 	// go back after a leader change; a late stamp counts into the newest day
 	// (over-counting, never under-counting: I2).
-	if day := uint16(floorDiv(atN, dayNs)); day > inv.day {
+	if day := uint16(floorDiv(atN, dayNs)); day > inv.day || (s.rules < 1 && day != inv.day) {
 		inv.day, inv.dayCount = day, 0
 	}
 	capped := rsNone

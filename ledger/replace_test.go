@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -14,7 +15,7 @@ import (
 // backwards across UTC midnight after a leader change; the daily cap must not
 // reset for the older day (I2). Late stamps count into the newest day.
 func TestDailyCapClockGoesBack(t *testing.T) {
-	l := newTestLedger(t)
+	l := newRulesLedger(t, RulesLevel)
 	c := baseCampaign("c")
 	c.PerInviterDailyCap = 2
 	l.put(c)
@@ -63,7 +64,7 @@ func TestReplaceTasksKeepsDoneTasksByName(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			l := newTestLedger(t)
+			l := newRulesLedger(t, RulesLevel)
 			c := baseCampaign("c")
 			c.Tasks = []Task{first, fifth}
 			l.put(c)
@@ -125,7 +126,7 @@ func checkRestoreSame(t *testing.T, l *testLedger) {
 // of each variant; it returns the inviter numbers by variant.
 func variantLedger(t *testing.T) (*testLedger, Campaign, map[uint8]uint32) {
 	t.Helper()
-	l := newTestLedger(t)
+	l := newRulesLedger(t, RulesLevel)
 	c := baseCampaign("c")
 	c.Variants = []Variant{
 		{Name: "A", Weight: 1, InviterRewards: []Tier{{From: 1, Value: 3}}},
@@ -217,7 +218,7 @@ func TestReplaceVariantsRefusesReorder(t *testing.T) {
 // accepted in every build (the invariants build must not panic): nothing is
 // taken back and no further grant is made.
 func TestLowerBudgetAndCapBelowUse(t *testing.T) {
-	l := newTestLedger(t)
+	l := newRulesLedger(t, RulesLevel)
 	c := baseCampaign("c")
 	l.put(c)
 	l.link(t0, "c", "u1")
@@ -264,7 +265,7 @@ func TestLowerBudgetAndCapBelowUse(t *testing.T) {
 // replacement that moves its end later (which would make it look running
 // while every registration is rejected) is ErrConflict.
 func TestReopenSettledCampaignRefused(t *testing.T) {
-	l := newTestLedger(t)
+	l := newRulesLedger(t, RulesLevel)
 	c := pkCampaign()
 	l.put(c)
 	after := c.EndsAt.Add(time.Hour)
@@ -295,7 +296,7 @@ func TestReopenSettledCampaignRefused(t *testing.T) {
 // is rewarded (within the budget) but changes neither team totals nor
 // lottery entries, which the settlement already used.
 func TestReleaseAfterSettlement(t *testing.T) {
-	l := newTestLedger(t)
+	l := newRulesLedger(t, RulesLevel)
 	c := pkCampaign()
 	c.Lottery.After = 2
 	l.put(c)
@@ -358,7 +359,7 @@ func TestRestoreRejectsDanglingRegistrations(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			l := newTestLedger(t)
+			l := newRulesLedger(t, RulesLevel)
 			l.put(baseCampaign("c"))
 			l.link(t0, "c", "u1")
 			at := t0.Add(time.Minute)
@@ -380,5 +381,48 @@ func TestRestoreRejectsDanglingRegistrations(t *testing.T) {
 				t.Fatalf("restore = %v, want ErrBadSnapshot", err)
 			}
 		})
+	}
+}
+
+// TestRulesLevelZeroKeepsOldDecisions: until the rules level is raised
+// through the log, a replica decides as builds before levels did (so an
+// upgraded replica replaying old entries agrees with the decisions already
+// made), and its snapshot is the version 1 format older builds read.
+func TestRulesLevelZeroKeepsOldDecisions(t *testing.T) {
+	play := func(l *testLedger) []string {
+		c := baseCampaign("c")
+		c.PerInviterDailyCap, c.PerInviterCap = 2, 0
+		l.put(c)
+		l.link(t0, "c", "u1")
+		midnight := time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)
+		var got []string
+		for i, at := range []time.Time{midnight.Add(-10 * time.Second), midnight.Add(-9 * time.Second),
+			midnight.Add(time.Second), midnight.Add(2 * time.Second), midnight.Add(-3 * time.Second), midnight.Add(-2 * time.Second)} {
+			d := l.reg(at, Register{Campaign: "c", InviterNumber: 1, Invitee: fmt.Sprint("v", i)})
+			got = append(got, string(d.Status))
+		}
+		return got
+	}
+	old := newRulesLedger(t, 0)
+	if got := play(old); !slices.Equal(got, []string{"rewarded", "rewarded", "rewarded", "rewarded", "rewarded", "rewarded"}) {
+		t.Fatalf("level 0: %v, want the old rules' decisions", got)
+	}
+	if snap := old.snapshot(); binary.BigEndian.Uint16(snap[8:]) != 1 {
+		t.Fatalf("level 0 wrote snapshot version %d, want 1", binary.BigEndian.Uint16(snap[8:]))
+	}
+	cur := newRulesLedger(t, 1)
+	if got := play(cur); !slices.Equal(got, []string{"rewarded", "rewarded", "rewarded", "rewarded", "capped", "capped"}) {
+		t.Fatalf("level 1: %v", got)
+	}
+	snap := cur.snapshot()
+	if binary.BigEndian.Uint16(snap[8:]) != 2 {
+		t.Fatalf("level 1 wrote snapshot version %d, want 2", binary.BigEndian.Uint16(snap[8:]))
+	}
+	r := New()
+	if err := r.Restore(bytes.NewReader(snap)); err != nil || r.Rules() != 1 {
+		t.Fatalf("restore: level %d, %v", r.Rules(), err)
+	}
+	if _, err := newTestLedger(t).do(t0, EncodeSetRules(RulesLevel+1)); !errors.Is(err, ErrUnknownCommand) {
+		t.Fatalf("a level this build does not know: %v", err)
 	}
 }

@@ -18,9 +18,15 @@ import (
 // campaigns by number, inviters by number, registrations in log order, map
 // entries sorted by key) and a CRC-32C of the body. The same state always
 // gives the same bytes.
+//
+// Version 2 is version 1's body followed by one byte, the rules level. A
+// ledger at rules level 0 still writes version 1, byte for byte as before,
+// so that an older build (a follower during a rolling upgrade) can install
+// it; level 1 and up can only be in force once every replica runs a build
+// that reads version 2.
 const (
 	snapMagic   = "RRLEDGER"
-	snapVersion = 1
+	snapVersion = 2
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli) //nolint:gochecknoglobals // read-only table
@@ -32,10 +38,16 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli) //nolint:gochecknoglobals // 
 func (l *Ledger) Snapshot(w io.Writer) error {
 	l.mu.RLock()
 	body := l.st.encode()
+	rules := l.st.rules
 	l.mu.RUnlock()
+	version := uint16(1)
+	if rules > 0 {
+		body = append(body, rules)
+		version = 2
+	}
 	var hdr [10]byte
 	copy(hdr[:], snapMagic)
-	binary.BigEndian.PutUint16(hdr[8:], snapVersion)
+	binary.BigEndian.PutUint16(hdr[8:], version)
 	var sum [4]byte
 	binary.BigEndian.PutUint32(sum[:], crc32.Checksum(body, castagnoli))
 	for _, part := range [][]byte{hdr[:], body, sum[:]} {
@@ -56,17 +68,32 @@ func (l *Ledger) Restore(r io.Reader) error {
 	if len(data) < 14 || string(data[:8]) != snapMagic {
 		return fmt.Errorf("%w: missing header", ErrBadSnapshot)
 	}
-	if v := binary.BigEndian.Uint16(data[8:]); v != snapVersion {
-		return fmt.Errorf("%w: version %d (this build reads %d)", ErrUnsupportedVersion, v, snapVersion)
+	v := binary.BigEndian.Uint16(data[8:])
+	if v < 1 || v > snapVersion {
+		return fmt.Errorf("%w: version %d (this build reads 1 to %d)", ErrUnsupportedVersion, v, snapVersion)
 	}
 	body := data[10 : len(data)-4]
 	if crc32.Checksum(body, castagnoli) != binary.BigEndian.Uint32(data[len(data)-4:]) {
 		return fmt.Errorf("%w: checksum mismatch", ErrBadSnapshot)
 	}
+	var rules uint8
+	if v >= 2 {
+		if len(body) == 0 {
+			return fmt.Errorf("%w: no rules level", ErrBadSnapshot)
+		}
+		rules, body = body[len(body)-1], body[:len(body)-1]
+		switch {
+		case rules == 0:
+			return fmt.Errorf("%w: rules level 0 in a version 2 snapshot", ErrBadSnapshot)
+		case rules > RulesLevel:
+			return fmt.Errorf("%w: rules level %d (this build knows up to %d)", ErrUnsupportedVersion, rules, RulesLevel)
+		}
+	}
 	st, err := decodeState(body)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrBadSnapshot, err)
 	}
+	st.rules = rules
 	l.mu.Lock()
 	l.st = st
 	l.publishLocked()

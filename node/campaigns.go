@@ -37,6 +37,15 @@ func (n *Node) putCampaign(ctx *fasthttp.RequestCtx) error {
 	}
 	actx, cancel := n.requestContext()
 	defer cancel()
+	if n.ledger.Campaigns().Len() == 0 && n.ledger.Rules() < ledger.RulesLevel {
+		// A new cluster's first campaign: no entry was decided under older
+		// rules, so the newest apply from the start. (A cluster upgraded
+		// from a build before rules levels raises them by hand, once every
+		// node runs this build: POST /v1/cluster/ledger-rules.)
+		if _, err := n.applyAndWait(actx, ledger.EncodeSetRules(ledger.RulesLevel)); err != nil {
+			return unavailable("ledger: %v", err)
+		}
+	}
 	res, err := n.applyAndWait(actx, ledger.EncodePutCampaign(c))
 	if err != nil {
 		return unavailable("ledger: %v", err)

@@ -147,6 +147,12 @@ func (n *Node) route(ctx *fasthttp.RequestCtx, path []byte) (string, error) {
 		return "nearest", n.only(ctx, "GET", n.nearest)
 	case p == "/v1/cluster":
 		return "cluster", n.only(ctx, "GET", n.auth(config.RoleAdmin, n.clusterStatus))
+	case p == "/v1/cluster/ledger-rules":
+		if method != "GET" && method != "POST" {
+			ctx.Response.Header.Set("Allow", "GET, POST")
+			return "cluster.rules", methodNotAllowed("GET, POST")
+		}
+		return "cluster.rules", n.auth(config.RoleAdmin, n.ledgerRules)(ctx)
 	case p == "/v1/cluster/gossip-keys":
 		return "cluster.keys", n.only(ctx, "POST", n.auth(config.RoleAdmin, n.gossipKey))
 	case p == "/v1/campaigns":

@@ -555,3 +555,33 @@ func TestCampaignEventsStream(t *testing.T) {
 		t.Fatalf("first line %q, %v", line, err)
 	}
 }
+
+// TestLedgerRulesLevel: a new cluster's first campaign puts the newest
+// ledger rules in force on every node; the level is readable and can only be
+// raised by an admin, to a level this build knows.
+func TestLedgerRulesLevel(t *testing.T) {
+	e := newEnv(t)
+	u := e.urls[1] + "/v1/cluster/ledger-rules"
+	var v struct{ Level, Newest int }
+	e.c.Do(t, "GET", u, e.admin, nil).JSON(t, &v)
+	if v.Level != 0 || v.Newest < 1 {
+		t.Fatalf("before any campaign: %+v", v)
+	}
+	e.createCampaign(0, testutil.Campaign("first", 100, 5))
+	for i := range e.urls {
+		testutil.WaitFor(t, 10*time.Second, fmt.Sprint("rules level on node ", i), func() bool {
+			var v struct{ Level, Newest int }
+			e.c.Do(t, "GET", e.urls[i]+"/v1/cluster/ledger-rules", e.admin, nil).JSON(t, &v)
+			return v.Level == v.Newest
+		})
+	}
+	if r := e.c.Do(t, "POST", u, e.admin, map[string]int{"level": v.Newest + 1}); r.Status != 400 {
+		t.Fatalf("an unknown level: %d %s", r.Status, r.Body)
+	}
+	if r := e.c.Do(t, "POST", u, e.platform, map[string]int{"level": 1}); r.Status != 403 {
+		t.Fatalf("platform token: %d", r.Status)
+	}
+	if r := e.c.Do(t, "POST", u, e.admin, map[string]int{"level": 1}); r.Status != 200 {
+		t.Fatalf("raising to a level in force: %d %s", r.Status, r.Body)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/refrouter/refrouter/config"
+	"github.com/refrouter/refrouter/ledger"
 	"github.com/refrouter/refrouter/routing"
 	"github.com/valyala/fasthttp"
 )
@@ -61,6 +62,34 @@ func (n *Node) openapi(ctx *fasthttp.RequestCtx) error {
 // clusterStatus handles GET /v1/cluster (admin).
 func (n *Node) clusterStatus(ctx *fasthttp.RequestCtx) error {
 	return n.writeJSON(ctx, fasthttp.StatusOK, n.cluster.Status())
+}
+
+// ledgerRules handles GET and POST /v1/cluster/ledger-rules (admin): the
+// ledger's rules level in force and the newest this build knows; POST
+// {"level": N} raises it through the log. Raise it only once every node runs
+// a build that knows the level (docs/OPERATIONS.md §6).
+func (n *Node) ledgerRules(ctx *fasthttp.RequestCtx) error {
+	if ctx.IsPost() {
+		var req struct {
+			Level int `json:"level"`
+		}
+		if err := decodeJSON(ctx, &req); err != nil {
+			return err
+		}
+		if req.Level < 1 || req.Level > ledger.RulesLevel {
+			return invalid("level %d: this build knows levels 1 to %d", req.Level, ledger.RulesLevel)
+		}
+		actx, cancel := n.requestContext()
+		defer cancel()
+		res, err := n.applyAndWait(actx, ledger.EncodeSetRules(uint8(req.Level)))
+		if err != nil {
+			return unavailable("ledger: %v", err)
+		}
+		if err := ledger.ResultError(res); err != nil {
+			return ledgerError(err)
+		}
+	}
+	return n.writeJSON(ctx, fasthttp.StatusOK, map[string]int{"level": int(n.ledger.Rules()), "newest": ledger.RulesLevel})
 }
 
 // gossipKey handles POST /v1/cluster/gossip-keys {"action": "install"|"use"|"remove", "key": base64} (admin):
