@@ -553,46 +553,38 @@ func (p addrProvider) ServerAddr(id raft.ServerID) (raft.ServerAddress, error) {
 // Members returns every member gossip knows, sorted by name, with decoded
 // metadata. The slice is the caller's.
 //
-// A member's PublicURL is listed only when the member is in this node's
-// raft configuration at the cluster address it gossips (the leader added
-// it after it proved the cluster key and its name on that address, see
-// checkPeer), and its metadata passed validateMeta; otherwise it is empty,
-// as for a member whose metadata was rejected. Anyone who can gossip
-// chooses its metadata, so a URL is trusted no further than that. The
-// node's own entry is always complete.
+// A member's PublicURL is listed only while the member is alive and this
+// node has verified it, in its current incarnation, at the cluster address
+// it gossips (the address completed the cluster-key handshake and answered
+// a status request with the member's name, see checkPeer and
+// verifyMembers); the URL listed is the one from that status reply, not
+// the gossiped one. Otherwise it is empty, as for a member whose metadata
+// was rejected: anyone who can gossip chooses its name and metadata, and
+// can reclaim a dead member's name. The node's own entry is always
+// complete.
 func (c *Cluster) Members() []Member {
-	servers := c.raftServers()
 	c.mu.Lock()
 	out := make([]Member, 0, len(c.members))
 	for _, e := range c.members {
 		m := e.m
 		if m.Name == c.cfg.Name {
 			m.Meta = c.meta
-		} else if a, ok := servers[m.Name]; !ok || a != m.ClusterAddr {
-			m.PublicURL = ""
 		}
 		out = append(out, m)
 	}
 	c.mu.Unlock()
+	for i := range out {
+		m := &out[i]
+		if m.Name == c.cfg.Name {
+			continue
+		}
+		url, ok := c.verifiedURL(m.Name, m.ClusterAddr)
+		if !ok || m.State != StateAlive || m.ClusterAddr == "" {
+			url = ""
+		}
+		m.PublicURL = url
+	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out
-}
-
-// raftServers returns the servers of the latest raft configuration this
-// node knows (committed or not), by ID; nil before Start.
-func (c *Cluster) raftServers() map[string]string {
-	if !c.started.Load() {
-		return nil
-	}
-	f := c.raft.GetConfiguration()
-	if f.Error() != nil {
-		return nil
-	}
-	cfg := f.Configuration()
-	out := make(map[string]string, len(cfg.Servers))
-	for _, s := range cfg.Servers {
-		out[string(s.ID)] = string(s.Address)
-	}
 	return out
 }
 
@@ -907,6 +899,7 @@ func (s *reconcileState) logOnce(key string) bool {
 // leadership term that missed it, once this node has joined gossip) and
 // does not answer on its cluster address.
 func (c *Cluster) reconcile() {
+	c.verifyMembers() // on every node: Members lists verified members' URLs
 	if c.raft.State() != raft.Leader || c.ctx.Err() != nil {
 		return
 	}

@@ -79,12 +79,18 @@ func (d delegate) upsert(n *memberlist.Node, state string) {
 	if e.m.State != state {
 		e.since = time.Now()
 	}
+	// A verified cluster address (checkPeer) holds for one incarnation: a
+	// dead member's name can be reclaimed by another node.
+	forget := n.Name != c.cfg.Name && (state != StateAlive || (e.m.GossipAddr != "" && e.m.GossipAddr != addr))
 	if state == StateAlive || e.m.Name == "" {
 		e.m.Meta = meta
 	}
 	e.m.State = state
 	e.m.GossipAddr = addr
 	c.mu.Unlock()
+	if forget {
+		c.forgetPeer(n.Name)
+	}
 	if logBad {
 		c.log.Warn("cluster: ignoring the member's gossiped metadata", "member", n.Name, "gossip_addr", addr, "err", err)
 	}

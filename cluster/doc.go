@@ -65,18 +65,24 @@
 // host:port with a port in 1-65535; short printable text fields); a member
 // whose metadata fails is logged once and kept with none (no URL, no
 // cluster address, not voter-capable). New refuses a configuration whose
-// own metadata would fail. Members lists a member's public URL only when
-// the member is in the raft configuration at the cluster address it
-// gossips; the node's own entry is always complete.
+// own metadata would fail. Members lists a member's public URL only while
+// the member is alive and this node has verified it (below) at the cluster
+// address it gossips, in its current incarnation: a leave or death, or a
+// new gossip address, forgets the verification, since memberlist lets
+// another node reclaim a dead member's name. The URL listed is the one the
+// member's own status reply carries, not the gossiped one. Every node runs
+// these checks for the alive members it knows. The node's own entry is
+// always complete.
 //
 // Nothing enters the raft configuration on gossip alone: before the leader
 // adds a member (as voter or non-voter) or demotes it, and before a node
 // bootstraps with members as voters, the member's cluster address must
 // complete the cluster-key handshake (and TLS when configured, through
 // Config.Dial) and answer a status request with the member's own name,
-// within 2 s. A success is remembered per (name, cluster address); a
-// failure is logged once per (name, address) and retried with backoff
-// (1 s doubling to 30 s). The leader adds at most one voter per reconcile.
+// within 2 s. A success is remembered per (name, cluster address) until the
+// member leaves, dies or changes gossip address; a failure is logged once
+// per (name, address) (by the leader, or by every node while there is
+// none) and retried with backoff (1 s doubling to 30 s). The leader adds at most one voter per reconcile.
 //
 // Raft membership follows gossip: with BootstrapExpect set, once gossip shows
 // exactly that many alive voter-capable members (verified as above) and none

@@ -15,8 +15,15 @@ import (
 // as voters, the member's gossiped cluster address must complete the
 // cluster-key handshake (and TLS, when configured) and answer a status
 // request with the member's own name. Successful checks are remembered per
-// (name, cluster address); a failed one is retried with backoff and logged
-// once per (name, address).
+// (name, cluster address) for the member's current incarnation: a leave or
+// death, or a new gossip address, forgets them (forgetPeer), since memberlist
+// lets anyone reclaim a dead member's name. A failed check is retried with
+// backoff and logged once per (name, address).
+//
+// Every node verifies the alive members it knows (verifyMembers), not only
+// the leader: Members lists a member's public URL only while it is verified,
+// and the URL it lists is the one the member's own status reply carries,
+// not the gossiped one.
 
 const (
 	peerCheckTimeout    = 2 * time.Second
@@ -40,9 +47,17 @@ type peerFailure struct {
 	backoff time.Duration
 }
 
-// peerChecks holds the results; guarded by its mu.
+// peerProof is a successful check: the cluster address that answered
+// and the public URL its status reply gave for the member.
+type peerProof struct {
+	addr string
+	url  string
+}
+
+// peerChecks holds the results; guarded by Cluster.peerMu.
 type peerChecks struct {
-	ok      map[string]string       // member name → verified cluster address
+	ok      map[string]peerProof    // member name → verified cluster address and URL
+	gen     map[string]uint64       // member name → incarnation counter, bumped by forgetPeer
 	running map[string]bool         // member names with a check in flight
 	failed  map[string]*peerFailure // member name → last failure
 }
@@ -54,13 +69,8 @@ type peerChecks struct {
 func (c *Cluster) checkPeer(name, addr string) peerCheckResult {
 	c.peerMu.Lock()
 	defer c.peerMu.Unlock()
-	pc := &c.peers
-	if pc.ok == nil {
-		pc.ok = make(map[string]string)
-		pc.running = make(map[string]bool)
-		pc.failed = make(map[string]*peerFailure)
-	}
-	if a, ok := pc.ok[name]; ok && a == addr {
+	pc := c.initPeers()
+	if v, ok := pc.ok[name]; ok && v.addr == addr {
 		return peerVerified
 	}
 	res := peerPending
@@ -73,18 +83,88 @@ func (c *Cluster) checkPeer(name, addr string) peerCheckResult {
 		return res
 	}
 	pc.running[name] = true
-	c.goLoop(func() { c.runPeerCheck(name, addr) })
+	gen := pc.gen[name]
+	c.goLoop(func() { c.runPeerCheck(name, addr, gen) })
 	return res
 }
 
-func (c *Cluster) runPeerCheck(name, addr string) {
-	err := c.identifyPeer(name, addr)
+// initPeers returns c.peers with its maps made; c.peerMu must be held.
+func (c *Cluster) initPeers() *peerChecks {
+	pc := &c.peers
+	if pc.ok == nil {
+		pc.ok = make(map[string]peerProof)
+		pc.gen = make(map[string]uint64)
+		pc.running = make(map[string]bool)
+		pc.failed = make(map[string]*peerFailure)
+	}
+	return pc
+}
+
+// forgetPeer drops what is known about the member name: it left or died,
+// or another node now gossips under its name. A check in flight for the
+// previous incarnation is not recorded.
+func (c *Cluster) forgetPeer(name string) {
+	c.peerMu.Lock()
+	defer c.peerMu.Unlock()
+	pc := c.initPeers()
+	pc.gen[name]++
+	delete(pc.ok, name)
+	delete(pc.failed, name)
+}
+
+// verifiedURL returns the public URL the member name gave in its status
+// reply, if it is verified at cluster address addr.
+func (c *Cluster) verifiedURL(name, addr string) (string, bool) {
+	c.peerMu.Lock()
+	defer c.peerMu.Unlock()
+	v, ok := c.peers.ok[name]
+	if !ok || v.addr != addr {
+		return "", false
+	}
+	return v.url, true
+}
+
+// verifyMembers starts checks (checkPeer) for the alive members this node
+// knows, so that Members can list their URLs, and forgets results for
+// members no longer gossiped at the checked address. Run on every node.
+func (c *Cluster) verifyMembers() {
+	if c.ctx.Err() != nil {
+		return
+	}
+	type cand struct{ name, addr string }
+	var todo []cand
+	ms := make(map[string]Member)
+	c.mu.Lock()
+	for n, e := range c.members {
+		ms[n] = e.m
+		if n != c.cfg.Name && e.m.State == StateAlive && !e.leaving && e.m.ClusterAddr != "" {
+			todo = append(todo, cand{n, e.m.ClusterAddr})
+		}
+	}
+	c.mu.Unlock()
+	c.prunePeerChecks(func(name, addr string) (bool, bool) {
+		m, ok := ms[name]
+		return ok && m.ClusterAddr == addr, ok && m.State == StateAlive
+	})
+	for _, m := range todo {
+		c.checkPeer(m.name, m.addr)
+	}
+}
+
+func (c *Cluster) runPeerCheck(name, addr string, gen uint64) {
+	url, err := c.identifyPeer(name, addr)
 	c.peerMu.Lock()
 	pc := &c.peers
 	delete(pc.running, name)
+	if pc.gen[name] != gen {
+		// The member left, died or changed hands meanwhile.
+		c.peerMu.Unlock()
+		c.wake()
+		return
+	}
 	logFail := false
 	if err == nil {
-		pc.ok[name] = addr
+		pc.ok[name] = peerProof{addr: addr, url: url}
 		delete(pc.failed, name)
 	} else {
 		f := pc.failed[name]
@@ -104,21 +184,28 @@ func (c *Cluster) runPeerCheck(name, addr string) {
 	if err == nil {
 		c.log.Debug("cluster: member's cluster address verified", "member", name, "addr", addr)
 		c.wake()
-	} else if logFail {
+		c.notifySubs() // its URL is listed now
+	} else if leader, ok := c.Leader(); logFail && (!ok || leader == c.cfg.Name) {
+		// The leader (or, before there is one, every node: bootstrap)
+		// reports it; a node following a leader logs it at debug level.
 		c.log.Warn("cluster: member's cluster address did not prove its identity; not adding it to raft (retrying with backoff)",
+			"member", name, "addr", addr, "err", err)
+	} else if logFail {
+		c.log.Debug("cluster: member's cluster address did not prove its identity; not listing its URL (retrying with backoff)",
 			"member", name, "addr", addr, "err", err)
 	}
 }
 
 // identifyPeer asks the node at addr for its status over the cluster port
-// (cluster-key handshake, TLS when configured, the Config.Dial hook) and
-// checks it carries name.
-func (c *Cluster) identifyPeer(name, addr string) error {
+// (cluster-key handshake, TLS when configured, the Config.Dial hook), checks
+// it carries name, and returns the public URL the node lists for itself
+// (empty when it lists none or one that fails checkPublicURL).
+func (c *Cluster) identifyPeer(name, addr string) (string, error) {
 	ctx, cancel := context.WithTimeout(c.ctx, peerCheckTimeout)
 	defer cancel()
 	conn, err := c.d.dialContext(ctx, addr, kindStatus, true)
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
@@ -127,15 +214,24 @@ func (c *Cluster) identifyPeer(name, addr string) error {
 		_ = conn.SetDeadline(dl)
 	}
 	var s struct {
-		Name string `json:"name"`
+		Name    string `json:"name"`
+		Members []struct {
+			Name      string `json:"name"`
+			PublicURL string `json:"public_url"`
+		} `json:"members"`
 	}
 	if err := json.NewDecoder(io.LimitReader(conn, 16<<20)).Decode(&s); err != nil {
-		return fmt.Errorf("read status from %s: %w", addr, err)
+		return "", fmt.Errorf("read status from %s: %w", addr, err)
 	}
 	if s.Name != name {
-		return fmt.Errorf("cluster address %s answers as %q", addr, s.Name)
+		return "", fmt.Errorf("cluster address %s answers as %q", addr, s.Name)
 	}
-	return nil
+	for _, m := range s.Members {
+		if m.Name == name && m.PublicURL != "" && checkPublicURL(m.PublicURL) == nil {
+			return m.PublicURL, nil
+		}
+	}
+	return "", nil
 }
 
 // prunePeerChecks forgets results for members no longer gossiped at the
@@ -143,8 +239,8 @@ func (c *Cluster) identifyPeer(name, addr string) error {
 func (c *Cluster) prunePeerChecks(alive func(name, addr string) (known, isAlive bool)) {
 	c.peerMu.Lock()
 	defer c.peerMu.Unlock()
-	for name, addr := range c.peers.ok {
-		if known, _ := alive(name, addr); !known {
+	for name, v := range c.peers.ok {
+		if known, isAlive := alive(name, v.addr); !known || !isAlive {
 			delete(c.peers.ok, name)
 		}
 	}

@@ -213,8 +213,9 @@ func (n *Node) routingNodes() []routing.Node {
 	out := make([]routing.Node, 0, len(ms))
 	for _, m := range ms {
 		if m.Name != n.cfg.Name && m.PublicURL == "" {
-			// Not (yet) a raft server at the address it gossips: its
-			// coordinates are not to be trusted for routing either.
+			// Not verified over the cluster port (dead, just back, or a
+			// stranger): its coordinates are not to be trusted for routing
+			// either.
 			continue
 		}
 		out = append(out, routing.Node{
