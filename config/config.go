@@ -523,7 +523,11 @@ func (c *Config) Resolve() (Resolved, error) {
 		}
 		var more []Secret
 		if err := yaml.Unmarshal(b, &more); err != nil {
-			return r, &Error{Field: "secrets_file", Value: c.SecretsFile, Err: err}
+			// The parser's message quotes the text it could not read, which
+			// here is a key: name the lines only.
+			lines := strings.Join(regexp.MustCompile(`line \d+`).FindAllString(err.Error(), 3), ", ")
+			return r, &Error{Field: "secrets_file", Value: c.SecretsFile,
+				Err: fmt.Errorf("not a YAML list of {gen, key, retire_at, issue_from} (%s; the parser's message is not shown, it may quote a key)", lines)}
 		}
 		r.Secrets = append(r.Secrets, more...)
 	}

@@ -3,6 +3,8 @@ package config
 import (
 	"encoding/base64"
 	"errors"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -260,5 +262,20 @@ func TestDSNErrorHidesTheDSN(t *testing.T) {
 	}
 	if msg := DSNError(err); strings.Contains(msg, "S3cretPW") || !strings.Contains(msg, "dsn not shown") {
 		t.Fatalf("DSNError = %q", msg)
+	}
+}
+
+// TestSecretsFileErrorHidesKeys: a secrets file that does not parse is
+// reported by line, without the text the parser quotes (a key).
+func TestSecretsFileErrorHidesKeys(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "secrets.yaml")
+	if err := os.WriteFile(p, []byte("SUPERSECRETKEYMATERIAL\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := Default()
+	c.SecretsFile = p
+	_, err := c.Resolve()
+	if err == nil || strings.Contains(err.Error(), "SUPERSE") || !strings.Contains(err.Error(), "line 1") {
+		t.Fatalf("Resolve: %v", err)
 	}
 }
