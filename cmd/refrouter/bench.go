@@ -161,7 +161,17 @@ func (f *benchFlags) runScenario(cmd *cobra.Command, make func(ctx context.Conte
 		}
 		results = append(results, res)
 	}
-	return f.report(cmd.OutOrStdout(), results)
+	if err := f.report(cmd.OutOrStdout(), results); err != nil {
+		return err
+	}
+	for _, r := range results {
+		if r.Sent > 0 && r.OK == 0 {
+			// The report is printed, but a run with no good answer measured
+			// nothing: its percentiles would read as zeros.
+			return fmt.Errorf("bench %s against %s: none of %d requests succeeded (errors %v)", r.Scenario, r.Target, r.Sent, r.Errors)
+		}
+	}
+	return nil
 }
 
 func (f *benchFlags) report(w io.Writer, results []*bench.Result) error {

@@ -202,6 +202,8 @@ func TestKill9KeepsAcknowledgedRegistration(t *testing.T) {
 func TestCLIErrorsAreOneLine(t *testing.T) {
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
 	os.WriteFile(bad, []byte("name: Bad_Name\nlat: 500\n"), 0o600)
+	codes := filepath.Join(t.TempDir(), "codes.txt")
+	os.WriteFile(codes, []byte("CsYd7glmpj3kdhuh\n"), 0o600)
 	tests := []struct {
 		name string
 		args []string
@@ -213,6 +215,8 @@ func TestCLIErrorsAreOneLine(t *testing.T) {
 		{"unknown command", []string{"fly"}, "unknown command"},
 		{"geo without db", []string{"geo", "lookup", "1.2.3.4"}, "--db"},
 		{"missing geo db", []string{"geo", "lookup", "--db", "/nonexistent.mmdb", "1.2.3.4"}, "nonexistent"},
+		{"bench with no good answer", []string{"bench", "redirect", "--target", "http://127.0.0.1:1", "--codes", codes,
+			"--rate", "20", "--duration", "500ms", "--warmup", "0s", "--connections", "1", "--timeout", "200ms"}, "none of 10 requests succeeded"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
