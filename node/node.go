@@ -153,6 +153,11 @@ func New(cfg config.Config, opts Options) (*Node, error) {
 	// A GeoIP file that is not there is skipped with a warning (the node
 	// serves without geolocation, as when none is configured: an optional
 	// volume left empty); one that is there but unreadable is an error.
+	if cfg.Lat == 0 && cfg.Lon == 0 {
+		// Routing ranks nodes by distance: a node without coordinates sits
+		// in the Gulf of Guinea, nearest to nobody in particular.
+		n.log.Warn("lat and lon are not set: routing places this node at 0,0", "node", cfg.Name)
+	}
 	var geoFiles []string
 	for _, p := range cfg.GeoIP {
 		if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
