@@ -149,7 +149,7 @@ func validateMeta(m Meta) error {
 		return bad("load %v not finite", m.Load)
 	}
 	if m.PublicURL != "" {
-		if err := checkPublicURL(m.PublicURL); err != nil {
+		if err := CheckPublicURL(m.PublicURL); err != nil {
 			return bad("public URL %q: %v", m.PublicURL, err)
 		}
 	}
@@ -191,8 +191,12 @@ func printableASCII(s string) bool {
 	return s != ""
 }
 
-// checkPublicURL checks a gossiped public URL; see validateMeta.
-func checkPublicURL(s string) error {
+// CheckPublicURL checks a node's public URL as peers accept it in gossip:
+// an absolute http or https URL of printable ASCII, a host name, IPv4 or
+// bracketed IPv6 host, an optional port and path, no user info, query or
+// fragment (see validateMeta). A URL that passes is safe to write into a
+// Location header as it is.
+func CheckPublicURL(s string) error {
 	if !printableASCII(s) {
 		return errors.New("not printable ASCII")
 	}
@@ -322,7 +326,7 @@ func checkOwnMeta(m Meta) error {
 		field, value = "Lat", fmt.Sprint(m.Lat)
 	case m.Lon < -180 || m.Lon > 180 || math.IsNaN(m.Lon):
 		field, value = "Lon", fmt.Sprint(m.Lon)
-	case m.PublicURL != "" && checkPublicURL(m.PublicURL) != nil:
+	case m.PublicURL != "" && CheckPublicURL(m.PublicURL) != nil:
 		field, value = "PublicURL", m.PublicURL
 	case m.ClusterAddr != "" && checkClusterAddr(m.ClusterAddr) != nil:
 		field, value = "ClusterAddr", m.ClusterAddr

@@ -199,7 +199,7 @@ func (c *Cluster) runPeerCheck(name, addr string, gen uint64) {
 // identifyPeer asks the node at addr for its status over the cluster port
 // (cluster-key handshake, TLS when configured, the Config.Dial hook), checks
 // it carries name, and returns the public URL the node lists for itself
-// (empty when it lists none or one that fails checkPublicURL).
+// (empty when it lists none or one that fails CheckPublicURL).
 func (c *Cluster) identifyPeer(name, addr string) (string, error) {
 	ctx, cancel := context.WithTimeout(c.ctx, peerCheckTimeout)
 	defer cancel()
@@ -227,7 +227,7 @@ func (c *Cluster) identifyPeer(name, addr string) (string, error) {
 		return "", fmt.Errorf("cluster address %s answers as %q", addr, s.Name)
 	}
 	for _, m := range s.Members {
-		if m.Name == name && m.PublicURL != "" && checkPublicURL(m.PublicURL) == nil {
+		if m.Name == name && m.PublicURL != "" && CheckPublicURL(m.PublicURL) == nil {
 			return m.PublicURL, nil
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/refrouter/refrouter/bots"
+	"github.com/refrouter/refrouter/cluster"
 	"github.com/refrouter/refrouter/geo"
 	"github.com/refrouter/refrouter/links"
 	"github.com/valyala/fasthttp"
@@ -224,22 +225,13 @@ func (n *Node) farTarget(hop bool, pt *geo.Point) (string, bool) {
 		return "", false
 	}
 	target, far := n.policy.Decide(n.table, n.cfg.Name, float64(pt.Lat), float64(pt.Lon), true, false)
-	if !far || target.URL == "" || !headerSafe(target.URL) {
+	// The cluster lists only URLs that pass this check; checking again
+	// where one is written into a Location header keeps a bad one from ever
+	// splitting an answer.
+	if !far || target.URL == "" || cluster.CheckPublicURL(target.URL) != nil {
 		return "", false
 	}
 	return target.URL, true
-}
-
-// headerSafe reports whether s is visible ASCII only, safe to write into a
-// Location header as it is. A node's URL comes from gossip, which the
-// cluster validates; this keeps a bad one from ever splitting an answer.
-func headerSafe(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] <= ' ' || s[i] >= 0x7f {
-			return false
-		}
-	}
-	return true
 }
 
 // hopQuery is the request's query with rr_hop=1 added (loop protection).

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/refrouter/refrouter/cluster"
 	"github.com/refrouter/refrouter/config"
 	"github.com/refrouter/refrouter/geo/geotest"
 	"github.com/refrouter/refrouter/ledger"
@@ -347,14 +348,16 @@ func TestQRCode(t *testing.T) {
 	}
 }
 
-func TestHeaderSafe(t *testing.T) {
+// TestNearerNodeURLCheck: the check farTarget applies before writing a
+// nearer node's URL into a Location header.
+func TestNearerNodeURLCheck(t *testing.T) {
 	for s, want := range map[string]bool{
 		"https://fra-1.example.com:8443":          true,
 		"https://evil.example\r\nSet-Cookie: x=1": false,
-		"https://a b": false, "https://é.example": false, "": true,
+		"https://a b": false, "https://é.example": false,
 	} {
-		if got := headerSafe(s); got != want {
-			t.Errorf("headerSafe(%q) = %v", s, got)
+		if got := cluster.CheckPublicURL(s) == nil; got != want {
+			t.Errorf("CheckPublicURL(%q) passes: %v", s, got)
 		}
 	}
 }
