@@ -393,11 +393,15 @@ func (s *state) settle(cs *campState, index uint64, at time.Time) {
 	cs.settled = st
 	if s.watch {
 		s.notes = append(s.notes, Decision{
-			ID: "settlement:" + c.ID, Status: StatusRewarded, Reason: "settlement", Campaign: c.ID,
+			ID: SettlementPrefix + c.ID, Status: StatusRewarded, Reason: "settlement", Campaign: c.ID,
 			Grants: slices.Clone(st.Grants), DecidedAt: at, Index: index,
 		})
 	}
 }
+
+// SettlementPrefix starts the ID of the Decision the observer gets for a
+// campaign's settlement ("settlement:<campaign id>").
+const SettlementPrefix = "settlement:"
 
 // bounded returns a uniform number in [0, n) from src by rejection sampling
 // (so the draw depends only on the PCG-DXSM output, not on library internals).

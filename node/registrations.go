@@ -424,7 +424,7 @@ func (n *Node) onDecision(d ledger.Decision) {
 			r.decided = append(r.decided, p)
 		}
 	}
-	shared := !ok && (d.Review || strings.HasPrefix(d.ID, settlementPrefix))
+	shared := !ok && (d.Review || strings.HasPrefix(d.ID, ledger.SettlementPrefix))
 	if shared {
 		r.shared = append(r.shared, d)
 	}
@@ -436,9 +436,6 @@ func (n *Node) onDecision(d ledger.Decision) {
 		r.notify()
 	}
 }
-
-// settlementPrefix starts the id of a settlement's decision (ledger doc).
-const settlementPrefix = "settlement:"
 
 // submitLoop submits queued registrations to the ledger through the cluster
 // (which batches and forwards them to the leader), retrying until each is
