@@ -37,6 +37,27 @@ func startWithFSM(tb testing.TB, cfg Config, fsm FSM) *Cluster {
 	return c
 }
 
+// floodForward writes 40 forwarding frames of 500 commands each on conn,
+// never reading a reply, and closes the returned channel when it stops (all
+// written, or a write failed: close conn to stop it).
+func floodForward(conn net.Conn) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for f := 0; f < 40; f++ {
+			cmds := make([]command, 500)
+			for i := range cmds {
+				_, _ = rand.Read(cmds[i].id[:])
+				cmds[i].cmd = []byte("x")
+			}
+			if err := writeFrame(conn, appendCommands(nil, cmds)); err != nil {
+				return
+			}
+		}
+	}()
+	return done
+}
+
 // TestForwardPeerNotReadingReplies: a forwarding peer that sends commands
 // but never reads the replies must neither stall the leader's writes nor
 // hold up its Shutdown.
@@ -56,20 +77,7 @@ func TestForwardPeerNotReadingReplies(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	writerDone := make(chan struct{})
-	go func() {
-		defer close(writerDone)
-		for f := 0; f < 40; f++ {
-			cmds := make([]command, 500)
-			for i := range cmds {
-				_, _ = rand.Read(cmds[i].id[:])
-				cmds[i].cmd = []byte("x")
-			}
-			if err := writeFrame(conn, appendCommands(nil, cmds)); err != nil {
-				return
-			}
-		}
-	}()
+	writerDone := floodForward(conn)
 	defer func() { conn.Close(); <-writerDone }()
 	time.Sleep(3 * time.Second)
 
@@ -108,19 +116,8 @@ func TestServeForwardWriteDeadline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	go func() {
-		for f := 0; f < 40; f++ {
-			cmds := make([]command, 500)
-			for i := range cmds {
-				_, _ = rand.Read(cmds[i].id[:])
-				cmds[i].cmd = []byte("x")
-			}
-			if err := writeFrame(conn, appendCommands(nil, cmds)); err != nil {
-				return
-			}
-		}
-	}()
+	writerDone := floodForward(conn)
+	defer func() { conn.Close(); <-writerDone }()
 	// The leader closes the connection once a reply write times out: after
 	// that, reading drains what was buffered and then ends.
 	errc := make(chan error, 1)

@@ -688,31 +688,10 @@ func TestHostAgreesWithFasthttp(t *testing.T) {
 		"x:80:", "[12345::]", "[::1]:x",
 	} {
 		req := "GET /abc123 HTTP/1.1\r\nHost: " + h + "\r\n\r\n"
-		want := rawStatus(t, ln.Addr().String(), req)
-		got := rawStatus(t, ts.addr, req)
+		want := rawExchange(t, ln.Addr().String(), req, 1)[0].StatusCode
+		got := rawExchange(t, ts.addr, req, 1)[0].StatusCode
 		if got != want {
 			t.Errorf("Host %q: edge answers %d, fasthttp %d", h, got, want)
 		}
 	}
-}
-
-// rawStatus sends req on a new connection to addr and returns the status of
-// the answer.
-func rawStatus(t *testing.T, addr, req string) int {
-	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.WriteString(c, req); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		t.Fatalf("%q: %v", req, err)
-	}
-	resp.Body.Close()
-	return resp.StatusCode
 }

@@ -132,16 +132,9 @@ func TestOpenWithCursorBeyondData(t *testing.T) {
 	o.Close()
 	// Lose the tail: cut the last segment in the middle of a record, as a crash before its
 	// fdatasync can.
-	firsts, err := listSegments(dir)
-	if err != nil || len(firsts) < 2 {
-		t.Fatalf("segments %v, %v", firsts, err)
+	if n := cutLastRecord(t, dir); n < 2 { // record 30 is lost
+		t.Fatalf("%d segments, want several", n)
 	}
-	lastPath := filepath.Join(dir, segName(firsts[len(firsts)-1]))
-	st, err := os.Stat(lastPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	truncate(t, lastPath, st.Size()-7) // record 30 is lost
 
 	o2 := newTestOutbox(t, Options{Dir: dir, SegmentBytes: 2048})
 	if o2.LastSeq() != 30 {
@@ -397,16 +390,7 @@ func TestWaitInsideGapBlocks(t *testing.T) {
 		t.Fatal(err)
 	}
 	o.Close()
-	firsts, err := listSegments(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	last := filepath.Join(dir, segName(firsts[len(firsts)-1]))
-	st, err := os.Stat(last)
-	if err != nil {
-		t.Fatal(err)
-	}
-	truncate(t, last, st.Size()-7) // record 30 is lost; the submitter cursor had passed it
+	cutLastRecord(t, dir) // record 30 is lost; the submitter cursor had passed it
 	o2 := newTestOutbox(t, Options{Dir: dir, SegmentBytes: 2048})
 	if recs, err := o2.Read(30, 100); err != nil || len(recs) != 0 {
 		t.Fatalf("Read(30) = %d records, %v; want none", len(recs), err)
@@ -426,4 +410,22 @@ func TestWaitInsideGapBlocks(t *testing.T) {
 	if recs, err := o2.Read(30, 100); err != nil || len(recs) != 1 || recs[0].Seq != 31 {
 		t.Fatalf("Read(30) after the new record = %+v, %v", recs, err)
 	}
+}
+
+// cutLastRecord cuts the last 7 bytes of the newest segment in dir, inside its
+// last record, as a crash before its fdatasync can, and returns the number of
+// segments.
+func cutLastRecord(t *testing.T, dir string) int {
+	t.Helper()
+	firsts, err := listSegments(dir)
+	if err != nil || len(firsts) == 0 {
+		t.Fatalf("segments %v, %v", firsts, err)
+	}
+	last := filepath.Join(dir, segName(firsts[len(firsts)-1]))
+	st, err := os.Stat(last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	truncate(t, last, st.Size()-7)
+	return len(firsts)
 }

@@ -27,6 +27,17 @@ func wantRange(first, last int) map[string]int {
 	return m
 }
 
+// reopenSmall closes the env's outbox (if open) and opens it again with
+// 4 KiB segments, so that a test's records span many of them.
+func (e *env) reopenSmall(t *testing.T) {
+	t.Helper()
+	e.ob.Close()
+	var err error
+	if e.ob, err = outbox.Open(outbox.Options{Dir: e.dir, SegmentBytes: 4096, Logger: quiet()}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestRecordsDeletedBelowCursor: the records below the replicator's cursor were deleted
 // (here: it never committed a cursor, and another consumer's commits deleted the segments,
 // as a node started without a database did before persisted cursors held segments). The
@@ -34,12 +45,7 @@ func wantRange(first, last int) map[string]int {
 // batch that starts at its old cursor.
 func TestRecordsDeletedBelowCursor(t *testing.T) {
 	e := newEnv(t, true)
-	e.ob.Close()
-	var err error
-	e.ob, err = outbox.Open(outbox.Options{Dir: e.dir, SegmentBytes: 4096, Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e.reopenSmall(t)
 	e.append(t, 0, 1000)
 	if err := e.ob.Commit("other", 900); err != nil {
 		t.Fatal(err)
@@ -61,12 +67,7 @@ func TestRecordsDeletedBelowCursor(t *testing.T) {
 // back forever.
 func TestGapInOutbox(t *testing.T) {
 	e := newEnv(t, true)
-	e.ob.Close()
-	var err error
-	e.ob, err = outbox.Open(outbox.Options{Dir: e.dir, SegmentBytes: 4096, Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e.reopenSmall(t)
 	e.ob.Register(DefaultCursor)
 	for i := 0; i < 100; i++ {
 		if _, err := e.ob.Append(context.Background(), true, event(i)); err != nil {
@@ -90,10 +91,7 @@ func TestGapInOutbox(t *testing.T) {
 	if err := os.Truncate(segs[len(segs)-1], st.Size()-7); err != nil {
 		t.Fatal(err)
 	}
-	e.ob, err = outbox.Open(outbox.Options{Dir: e.dir, SegmentBytes: 4096, Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e.reopenSmall(t)
 	var evs []attribution.Event
 	for i := 100; i < 110; i++ {
 		evs = append(evs, event(i))
