@@ -21,22 +21,6 @@ func (f *bigResultFSM) ApplyBatch(index uint64, at time.Time, cmds [][]byte) [][
 	return out
 }
 
-// startWithFSM starts a node around fsm and registers its Shutdown as cleanup.
-func startWithFSM(tb testing.TB, cfg Config, fsm FSM) *Cluster {
-	tb.Helper()
-	c, err := New(cfg, fsm)
-	if err != nil {
-		tb.Fatalf("new %s: %v", cfg.Name, err)
-	}
-	tb.Cleanup(func() { _ = c.Shutdown(context.Background()) })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := c.Start(ctx); err != nil {
-		tb.Fatalf("start %s: %v", cfg.Name, err)
-	}
-	return c
-}
-
 // floodForward writes 40 forwarding frames of 500 commands each on conn,
 // never reading a reply, and closes the returned channel when it stops (all
 // written, or a write failed: close conn to stop it).

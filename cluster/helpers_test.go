@@ -94,21 +94,28 @@ func newTestConfig(tb testing.TB, name string, voter bool) Config {
 	}
 }
 
-// mustStart starts a node and registers its Shutdown as cleanup.
-func mustStart(tb testing.TB, cfg Config) *testNode {
+// startWithFSM starts a node around fsm and registers its Shutdown as cleanup.
+func startWithFSM(tb testing.TB, cfg Config, fsm FSM) *Cluster {
 	tb.Helper()
-	n := &testNode{cfg: cfg, fsm: &listFSM{}}
-	c, err := New(cfg, n.fsm)
+	c, err := New(cfg, fsm)
 	if err != nil {
 		tb.Fatalf("new %s: %v", cfg.Name, err)
 	}
-	n.c = c
 	tb.Cleanup(func() { _ = c.Shutdown(context.Background()) })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := c.Start(ctx); err != nil {
 		tb.Fatalf("start %s: %v", cfg.Name, err)
 	}
+	return c
+}
+
+// mustStart starts a node around a listFSM and registers its Shutdown as cleanup.
+func mustStart(tb testing.TB, cfg Config) *testNode {
+	tb.Helper()
+	n := &testNode{cfg: cfg, fsm: &listFSM{}}
+	c := startWithFSM(tb, cfg, n.fsm)
+	n.c = c
 	// Pin the chosen ports so a restart reuses them.
 	n.cfg.GossipAddr = c.GossipAddr()
 	n.cfg.ClusterAddr = c.ClusterAddr()
