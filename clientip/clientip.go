@@ -342,7 +342,7 @@ func validPort(p []byte) bool {
 	}
 	if p[0] == '_' { // obfuscated port, RFC 7239 6.3
 		for _, c := range p[1:] {
-			if !isAlnum(c) && c != '.' && c != '_' && c != '-' {
+			if !ascii.IsAlnum(c) && c != '.' && c != '_' && c != '-' {
 				return false
 			}
 		}
@@ -441,13 +441,9 @@ func countByte(b []byte, c byte) int {
 	return n
 }
 
-func isAlnum(c byte) bool {
-	return ('0' <= c && c <= '9') || ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z')
-}
-
 // isTchar reports whether c is an RFC 9110 token character.
 func isTchar(c byte) bool {
-	if isAlnum(c) {
+	if ascii.IsAlnum(c) {
 		return true
 	}
 	switch c {

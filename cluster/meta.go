@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/hashicorp/memberlist"
+	"github.com/refrouter/refrouter/internal/ascii"
 )
 
 // Meta is the metadata a node gossips about itself. It is a value type;
@@ -232,7 +233,7 @@ func CheckPublicURL(s string) error {
 	for i := 0; i < len(path); i++ {
 		switch ch := path[i]; {
 		case ch == '%':
-			if i+2 >= len(path) || !isHex(path[i+1]) || !isHex(path[i+2]) {
+			if i+2 >= len(path) || !ascii.IsHex(path[i+1]) || !ascii.IsHex(path[i+2]) {
 				return errors.New("bad escape in path")
 			}
 			i += 2
@@ -277,7 +278,7 @@ func checkHostName(h string) error {
 	}
 	for i := 0; i < len(h); i++ {
 		ch := h[i]
-		if !(isAlnum(ch) || ch == '-' || ch == '.' || ch == '_') {
+		if !(ascii.IsAlnum(ch) || ch == '-' || ch == '.' || ch == '_') {
 			return fmt.Errorf("character %q not allowed in host", ch)
 		}
 	}
@@ -299,17 +300,9 @@ func checkPort(p string) error {
 	return nil
 }
 
-func isAlnum(ch byte) bool {
-	return ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9'
-}
-
-func isHex(ch byte) bool {
-	return ch >= '0' && ch <= '9' || ch >= 'a' && ch <= 'f' || ch >= 'A' && ch <= 'F'
-}
-
 // isPathChar: RFC 3986 pchar (without pct-encoded) and '/'.
 func isPathChar(ch byte) bool {
-	return isAlnum(ch) || strings.IndexByte("-._~!$&'()*+,;=:@/", ch) >= 0
+	return ascii.IsAlnum(ch) || strings.IndexByte("-._~!$&'()*+,;=:@/", ch) >= 0
 }
 
 // checkOwnMeta applies validateMeta to this node's own metadata, so a

@@ -286,7 +286,7 @@ func ipv6Literal(a []byte) bool {
 	}
 	for i < len(a) {
 		n := 0
-		for i < len(a) && n <= 4 && hexDigit(a[i]) {
+		for i < len(a) && n <= 4 && ascii.IsHex(a[i]) {
 			i++
 			n++
 		}
@@ -318,24 +318,19 @@ func ipv6Literal(a []byte) bool {
 	return groups == 8
 }
 
-func hexDigit(c byte) bool {
-	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
-}
-
 // hostChar marks the characters validHost takes in a host name.
-var hostChar = func() (t [256]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
+var hostChar = alnumAnd("-._")
+
+// alnumAnd returns the table of ASCII letters, digits and the bytes of extra.
+func alnumAnd(extra string) (t [256]bool) {
+	for c := range t {
+		t[c] = ascii.IsAlnum(byte(c))
 	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-		t[c-'a'+'A'] = true
-	}
-	for _, c := range "-._" {
-		t[c] = true
+	for i := 0; i < len(extra); i++ {
+		t[extra[i]] = true
 	}
 	return t
-}()
+}
 
 // badLine is the verdict on a header line found malformed before its end:
 // the fallback's once the line's LF is in, so that a request is never handed
@@ -383,19 +378,7 @@ func couldStartFast(b []byte) bool {
 }
 
 // tchar marks the characters of an RFC 9110 token.
-var tchar = func() (t [256]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-		t[c-'a'+'A'] = true
-	}
-	for _, c := range "!#$%&'*+-.^_`|~" {
-		t[c] = true
-	}
-	return t
-}()
+var tchar = alnumAnd("!#$%&'*+-.^_`|~")
 
 // equalFold compares b with the lower-case ASCII string s, ignoring case.
 func equalFold(b []byte, s string) bool {

@@ -21,6 +21,16 @@ func Upper(c byte) byte {
 	return c
 }
 
+// IsAlnum reports whether c is an ASCII letter or digit.
+func IsAlnum(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
+}
+
+// IsHex reports whether c is a hexadecimal digit, of either case.
+func IsHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
 // TrimOWS trims optional whitespace (spaces and tabs, RFC 9110) at both
 // ends. Unlike bytes.Trim it keeps an all-blank value non-nil, which is how
 // header readers tell a present but empty value from an absent one.
