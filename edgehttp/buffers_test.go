@@ -56,14 +56,7 @@ func TestIdleConnectionsHoldNoBuffers(t *testing.T) {
 func TestServeConnAllocs(t *testing.T) {
 	for _, plain := range []bool{false, true} {
 		t.Run(fmt.Sprintf("plain=%v", plain), func(t *testing.T) {
-			var ln net.Listener
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if plain {
-				ln = plainListener{ln}
-			}
+			ln := testListener(t, plain)
 			ts := startTestServerOn(t, Config{}, ln)
 			c, err := net.Dial("tcp", ts.addr)
 			if err != nil {

@@ -445,6 +445,20 @@ func TestShutdownForcesStuckWriter(t *testing.T) {
 	}
 }
 
+// testListener listens on a free loopback port, wrapped in a plainListener
+// when plain is set.
+func testListener(t *testing.T, plain bool) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plain {
+		return plainListener{ln}
+	}
+	return ln
+}
+
 // plainListener hides the accepted connections' sockets (no syscall.Conn),
 // as a wrapping listener might.
 type plainListener struct{ net.Listener }
@@ -616,14 +630,7 @@ func TestWriteTimeoutForClientThatDoesNotRead(t *testing.T) {
 		for _, in := range []string{"GET /big123 HTTP/1.1\r\nHost: x\r\n\r\n", pipelined} {
 			name := fmt.Sprintf("plain=%v/%d bytes", plain, len(in))
 			t.Run(name, func(t *testing.T) {
-				var ln net.Listener
-				ln, err := net.Listen("tcp", "127.0.0.1:0")
-				if err != nil {
-					t.Fatal(err)
-				}
-				if plain {
-					ln = plainListener{ln}
-				}
+				ln := testListener(t, plain)
 				ts := startTestServerOn(t, Config{IdleTimeout: idle, ReadTimeout: read}, ln)
 				c, err := net.Dial("tcp", ts.addr)
 				if err != nil {
